@@ -11,7 +11,7 @@
 // Exit codes: 0 ok, 1 drift or breaking change, 2 usage or tool failure.
 // Plain Node ESM on purpose: it must run before any TypeScript tooling.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -159,10 +159,25 @@ function main(argv) {
     } else return usage(`unknown argument ${JSON.stringify(arg)}`);
   }
   if (!checkMode && ref !== "HEAD") return usage("--against only applies with --check");
-  if (checkMode) return check(ref);
-  if (!generate(protoDir)) return 2;
-  process.stdout.write(`gen: wrote ${listFiles(genDir).length} files to proto/gen\n`);
-  return 0;
+  return checkMode ? check(ref) : regenerate();
+}
+
+/**
+ * Generates into a temp dir and only then replaces proto/gen, so a failing buf
+ * run leaves the committed code in place; deleted protos disappear because the
+ * whole folder is replaced.
+ */
+function regenerate() {
+  const tmp = mkdtempSync(path.join(tmpdir(), "understudy-gen-"));
+  try {
+    if (!generate(tmp)) return 2;
+    rmSync(genDir, { recursive: true, force: true });
+    cpSync(path.join(tmp, genSubdir), genDir, { recursive: true });
+    process.stdout.write(`gen: wrote ${listFiles(genDir).length} files to proto/gen\n`);
+    return 0;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 process.exitCode = main(process.argv.slice(2));
