@@ -32,18 +32,18 @@ async function startTestServer(): Promise<RpcServer> {
     services: [
       serve(ClusterService, {
         getStatus: () =>
-          create(GetStatusResponseSchema, { node: { nodeId: "c1", term: 7, leaderId: "c2" } }),
+          create(GetStatusResponseSchema, { node: { nodeId: "c1", term: 7n, leaderId: "c2" } }),
       }),
       serve(ChainService, {
         async *watchChain(req) {
-          for (let v = 1; v <= 3; v++) yield { graph: { streamId: req.streamId, version: v } };
+          for (let v = 1n; v <= 3n; v++) yield { graph: { streamId: req.streamId, version: v } };
         },
       }),
       serve(AgentService, {
         async *connect(reqs) {
           for await (const m of reqs) {
             if (m.body.case === "hello") {
-              yield { body: { case: "welcome", value: { leaderId: "c1", term: 3 } } };
+              yield { body: { case: "welcome", value: { leaderId: "c1", term: 3n } } };
             } else if (m.body.case === "report") {
               yield { body: { case: "ack", value: { sequence: m.body.value.sequence } } };
             }
@@ -52,13 +52,13 @@ async function startTestServer(): Promise<RpcServer> {
       }),
       serve(RaftService, {
         async installSnapshot(chunks) {
-          let bytes = 0;
-          let last = 0;
+          let bytes = 0n;
+          let last = 0n;
           for await (const c of chunks) {
-            bytes += c.data.length;
+            bytes += BigInt(c.data.length);
             last = c.lastIncludedIndex;
           }
-          return { from: "c2", to: "c1", term: 1, matchIndex: last + bytes, success: true };
+          return { from: "c2", to: "c1", term: 1n, matchIndex: last + bytes, success: true };
         },
       }),
     ],
@@ -80,7 +80,7 @@ describe("RPC interop: connect-node server, standard gRPC clients", () => {
       try {
         const res = await c.getStatus({});
         assert.equal(res.node?.nodeId, "c1");
-        assert.equal(res.node?.term, 7);
+        assert.equal(res.node?.term, 7n);
         assert.equal(res.node?.leaderId, "c2");
       } finally {
         c.close();
@@ -90,12 +90,12 @@ describe("RPC interop: connect-node server, standard gRPC clients", () => {
     it("server streaming", async () => {
       const c = createGrpcClient(ChainService, server.address);
       try {
-        const versions: number[] = [];
+        const versions: bigint[] = [];
         for await (const u of c.watchChain({ streamId: "s1" })) {
           assert.equal(u.graph?.streamId, "s1");
-          versions.push(u.graph?.version ?? -1);
+          versions.push(u.graph?.version ?? -1n);
         }
-        assert.deepEqual(versions, [1, 2, 3]);
+        assert.deepEqual(versions, [1n, 2n, 3n]);
       } finally {
         c.close();
       }
@@ -105,11 +105,11 @@ describe("RPC interop: connect-node server, standard gRPC clients", () => {
       const c = createGrpcClient(RaftService, server.address);
       try {
         const res = await c.installSnapshot([
-          { lastIncludedIndex: 10, data: new Uint8Array(5) },
-          { lastIncludedIndex: 10, data: new Uint8Array(7), done: true },
+          { lastIncludedIndex: 10n, data: new Uint8Array(5) },
+          { lastIncludedIndex: 10n, data: new Uint8Array(7), done: true },
         ]);
         assert.equal(res.success, true);
-        assert.equal(res.matchIndex, 22);
+        assert.equal(res.matchIndex, 22n);
       } finally {
         c.close();
       }
@@ -120,8 +120,8 @@ describe("RPC interop: connect-node server, standard gRPC clients", () => {
       try {
         const call = c.connect();
         call.send({ body: { case: "hello", value: { componentId: "enc-1" } } });
-        call.send({ body: { case: "report", value: { sequence: 41 } } });
-        call.send({ body: { case: "report", value: { sequence: 42 } } });
+        call.send({ body: { case: "report", value: { sequence: 41n } } });
+        call.send({ body: { case: "report", value: { sequence: 42n } } });
         call.end();
         const got: string[] = [];
         for await (const m of call.responses) {
