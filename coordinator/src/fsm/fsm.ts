@@ -239,6 +239,7 @@ export function createFsm(): Fsm {
           c.statusChangedUnixMs = u.atUnixMs || at;
         }
         c.statusReason = u.reason;
+        // biome-ignore lint/complexity/useMathMinMax: bigint operands; Math.max does not take them.
         c.lastSeenUnixMs = u.atUnixMs > c.lastSeenUnixMs ? u.atUnixMs : c.lastSeenUnixMs;
         changes.push({ kind: "component", id: c.id, deleted: false });
         return ok;
