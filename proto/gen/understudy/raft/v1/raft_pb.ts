@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/raft/v1/raft.proto.
  */
 export const file_understudy_raft_v1_raft: GenFile = /*@__PURE__*/
-  fileDesc("Ch11bmRlcnN0dWR5L3JhZnQvdjEvcmFmdC5wcm90bxISdW5kZXJzdHVkeS5yYWZ0LnYxIl8KBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSKwoEdHlwZRgDIAEoDjIdLnVuZGVyc3R1ZHkucmFmdC52MS5FbnRyeVR5cGUSDAoEZGF0YRgEIAEoDCI3CglIYXJkU3RhdGUSDAoEdGVybRgBIAEoBBIMCgR2b3RlGAIgASgJEg4KBmNvbW1pdBgDIAEoBCK5AQoJQ29uZlN0YXRlEg4KBnZvdGVycxgBIAMoCRIQCghsZWFybmVycxgCIAMoCRIXCg92b3RlcnNfb3V0Z29pbmcYAyADKAkSPwoJYWRkcmVzc2VzGAQgAygLMiwudW5kZXJzdHVkeS5yYWZ0LnYxLkNvbmZTdGF0ZS5BZGRyZXNzZXNFbnRyeRowCg5BZGRyZXNzZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBInEKCkNvbmZDaGFuZ2USMAoEdHlwZRgBIAEoDjIiLnVuZGVyc3R1ZHkucmFmdC52MS5Db25mQ2hhbmdlVHlwZRIPCgdub2RlX2lkGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSDwoHY29udGV4dBgEIAEoDCKcAQoQU25hcHNob3RNZXRhZGF0YRIbChNsYXN0X2luY2x1ZGVkX2luZGV4GAEgASgEEhoKEmxhc3RfaW5jbHVkZWRfdGVybRgCIAEoBBIrCgRjb25mGAMgASgLMh0udW5kZXJzdHVkeS5yYWZ0LnYxLkNvbmZTdGF0ZRISCgpzaXplX2J5dGVzGAQgASgEEg4KBnNoYTI1NhgFIAEoDCLZAQoUQXBwZW5kRW50cmllc1JlcXVlc3QSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhEKCWxlYWRlcl9pZBgEIAEoCRIWCg5wcmV2X2xvZ19pbmRleBgFIAEoBBIVCg1wcmV2X2xvZ190ZXJtGAYgASgEEioKB2VudHJpZXMYByADKAsyGS51bmRlcnN0dWR5LnJhZnQudjEuRW50cnkSFQoNbGVhZGVyX2NvbW1pdBgIIAEoBBIUCgxyZWFkX2NvbnRleHQYCSABKAQisAEKFUFwcGVuZEVudHJpZXNSZXNwb25zZRIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSDwoHc3VjY2VzcxgEIAEoCBITCgttYXRjaF9pbmRleBgFIAEoBBIZChFyZWplY3RfaGludF9pbmRleBgGIAEoBBIYChByZWplY3RfaGludF90ZXJtGAcgASgEEhQKDHJlYWRfY29udGV4dBgIIAEoBCKwAQoSUmVxdWVzdFZvdGVSZXF1ZXN0EgwKBGZyb20YASABKAkSCgoCdG8YAiABKAkSDAoEdGVybRgDIAEoBBIUCgxjYW5kaWRhdGVfaWQYBCABKAkSFgoObGFzdF9sb2dfaW5kZXgYBSABKAQSFQoNbGFzdF9sb2dfdGVybRgGIAEoBBIQCghwcmVfdm90ZRgHIAEoCBIbChNsZWFkZXJzaGlwX3RyYW5zZmVyGAggASgIImUKE1JlcXVlc3RWb3RlUmVzcG9uc2USDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhQKDHZvdGVfZ3JhbnRlZBgEIAEoCBIQCghwcmVfdm90ZRgFIAEoCCL5AQoUSW5zdGFsbFNuYXBzaG90Q2h1bmsSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhEKCWxlYWRlcl9pZBgEIAEoCRIbChNsYXN0X2luY2x1ZGVkX2luZGV4GAUgASgEEhoKEmxhc3RfaW5jbHVkZWRfdGVybRgGIAEoBBIrCgRjb25mGAcgASgLMh0udW5kZXJzdHVkeS5yYWZ0LnYxLkNvbmZTdGF0ZRIUCgxvZmZzZXRfYnl0ZXMYCCABKAQSDAoEZGF0YRgJIAEoDBIMCgRkb25lGAogASgIEg4KBnNoYTI1NhgLIAEoDCJnChdJbnN0YWxsU25hcHNob3RSZXNwb25zZRIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEwoLbWF0Y2hfaW5kZXgYBCABKAQSDwoHc3VjY2VzcxgFIAEoCCJOChFUaW1lb3V0Tm93UmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEQoJbGVhZGVyX2lkGAQgASgJIk4KElRpbWVvdXROb3dSZXNwb25zZRIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEAoIYWNjZXB0ZWQYBCABKAgqWgoJRW50cnlUeXBlEhoKFkVOVFJZX1RZUEVfVU5TUEVDSUZJRUQQABIVChFFTlRSWV9UWVBFX05PUk1BTBABEhoKFkVOVFJZX1RZUEVfQ09ORl9DSEFOR0UQAiqWAQoOQ29uZkNoYW5nZVR5cGUSIAocQ09ORl9DSEFOR0VfVFlQRV9VTlNQRUNJRklFRBAAEh4KGkNPTkZfQ0hBTkdFX1RZUEVfQUREX1ZPVEVSEAESIAocQ09ORl9DSEFOR0VfVFlQRV9SRU1PVkVfTk9ERRACEiAKHENPTkZfQ0hBTkdFX1RZUEVfQUREX0xFQVJORVIQAzKcAwoLUmFmdFNlcnZpY2USZAoNQXBwZW5kRW50cmllcxIoLnVuZGVyc3R1ZHkucmFmdC52MS5BcHBlbmRFbnRyaWVzUmVxdWVzdBopLnVuZGVyc3R1ZHkucmFmdC52MS5BcHBlbmRFbnRyaWVzUmVzcG9uc2USXgoLUmVxdWVzdFZvdGUSJi51bmRlcnN0dWR5LnJhZnQudjEuUmVxdWVzdFZvdGVSZXF1ZXN0GicudW5kZXJzdHVkeS5yYWZ0LnYxLlJlcXVlc3RWb3RlUmVzcG9uc2USagoPSW5zdGFsbFNuYXBzaG90EigudW5kZXJzdHVkeS5yYWZ0LnYxLkluc3RhbGxTbmFwc2hvdENodW5rGisudW5kZXJzdHVkeS5yYWZ0LnYxLkluc3RhbGxTbmFwc2hvdFJlc3BvbnNlKAESWwoKVGltZW91dE5vdxIlLnVuZGVyc3R1ZHkucmFmdC52MS5UaW1lb3V0Tm93UmVxdWVzdBomLnVuZGVyc3R1ZHkucmFmdC52MS5UaW1lb3V0Tm93UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Ch11bmRlcnN0dWR5L3JhZnQvdjEvcmFmdC5wcm90bxISdW5kZXJzdHVkeS5yYWZ0LnYxIl8KBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSKwoEdHlwZRgDIAEoDjIdLnVuZGVyc3R1ZHkucmFmdC52MS5FbnRyeVR5cGUSDAoEZGF0YRgEIAEoDCI3CglIYXJkU3RhdGUSDAoEdGVybRgBIAEoBBIMCgR2b3RlGAIgASgJEg4KBmNvbW1pdBgDIAEoBCK5AQoJQ29uZlN0YXRlEg4KBnZvdGVycxgBIAMoCRIQCghsZWFybmVycxgCIAMoCRIXCg92b3RlcnNfb3V0Z29pbmcYAyADKAkSPwoJYWRkcmVzc2VzGAQgAygLMiwudW5kZXJzdHVkeS5yYWZ0LnYxLkNvbmZTdGF0ZS5BZGRyZXNzZXNFbnRyeRowCg5BZGRyZXNzZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBInEKCkNvbmZDaGFuZ2USMAoEdHlwZRgBIAEoDjIiLnVuZGVyc3R1ZHkucmFmdC52MS5Db25mQ2hhbmdlVHlwZRIPCgdub2RlX2lkGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSDwoHY29udGV4dBgEIAEoDCKcAQoQU25hcHNob3RNZXRhZGF0YRIbChNsYXN0X2luY2x1ZGVkX2luZGV4GAEgASgEEhoKEmxhc3RfaW5jbHVkZWRfdGVybRgCIAEoBBIrCgRjb25mGAMgASgLMh0udW5kZXJzdHVkeS5yYWZ0LnYxLkNvbmZTdGF0ZRISCgpzaXplX2J5dGVzGAQgASgEEg4KBnNoYTI1NhgFIAEoDCLZAQoUQXBwZW5kRW50cmllc1JlcXVlc3QSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhEKCWxlYWRlcl9pZBgEIAEoCRIWCg5wcmV2X2xvZ19pbmRleBgFIAEoBBIVCg1wcmV2X2xvZ190ZXJtGAYgASgEEioKB2VudHJpZXMYByADKAsyGS51bmRlcnN0dWR5LnJhZnQudjEuRW50cnkSFQoNbGVhZGVyX2NvbW1pdBgIIAEoBBIUCgxyZWFkX2NvbnRleHQYCSABKAQisAEKFUFwcGVuZEVudHJpZXNSZXNwb25zZRIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSDwoHc3VjY2VzcxgEIAEoCBITCgttYXRjaF9pbmRleBgFIAEoBBIZChFyZWplY3RfaGludF9pbmRleBgGIAEoBBIYChByZWplY3RfaGludF90ZXJtGAcgASgEEhQKDHJlYWRfY29udGV4dBgIIAEoBCKwAQoSUmVxdWVzdFZvdGVSZXF1ZXN0EgwKBGZyb20YASABKAkSCgoCdG8YAiABKAkSDAoEdGVybRgDIAEoBBIUCgxjYW5kaWRhdGVfaWQYBCABKAkSFgoObGFzdF9sb2dfaW5kZXgYBSABKAQSFQoNbGFzdF9sb2dfdGVybRgGIAEoBBIQCghwcmVfdm90ZRgHIAEoCBIbChNsZWFkZXJzaGlwX3RyYW5zZmVyGAggASgIImUKE1JlcXVlc3RWb3RlUmVzcG9uc2USDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhQKDHZvdGVfZ3JhbnRlZBgEIAEoCBIQCghwcmVfdm90ZRgFIAEoCCL5AQoUSW5zdGFsbFNuYXBzaG90Q2h1bmsSDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhEKCWxlYWRlcl9pZBgEIAEoCRIbChNsYXN0X2luY2x1ZGVkX2luZGV4GAUgASgEEhoKEmxhc3RfaW5jbHVkZWRfdGVybRgGIAEoBBIrCgRjb25mGAcgASgLMh0udW5kZXJzdHVkeS5yYWZ0LnYxLkNvbmZTdGF0ZRIUCgxvZmZzZXRfYnl0ZXMYCCABKAQSDAoEZGF0YRgJIAEoDBIMCgRkb25lGAogASgIEg4KBnNoYTI1NhgLIAEoDCJnChdJbnN0YWxsU25hcHNob3RSZXNwb25zZRIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEwoLbWF0Y2hfaW5kZXgYBCABKAQSDwoHc3VjY2VzcxgFIAEoCCJOChFUaW1lb3V0Tm93UmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEQoJbGVhZGVyX2lkGAQgASgJIk4KElRpbWVvdXROb3dSZXNwb25zZRIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEAoIYWNjZXB0ZWQYBCABKAgiTwoQUmVhZEluZGV4UmVxdWVzdBIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHRlcm0YAyABKAQSEwoLcmVxdWVzdF9jdHgYBCABKAQiXwoRUmVhZEluZGV4UmVzcG9uc2USDAoEZnJvbRgBIAEoCRIKCgJ0bxgCIAEoCRIMCgR0ZXJtGAMgASgEEhMKC3JlcXVlc3RfY3R4GAQgASgEEg0KBWluZGV4GAUgASgEKloKCUVudHJ5VHlwZRIaChZFTlRSWV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRU5UUllfVFlQRV9OT1JNQUwQARIaChZFTlRSWV9UWVBFX0NPTkZfQ0hBTkdFEAIqlgEKDkNvbmZDaGFuZ2VUeXBlEiAKHENPTkZfQ0hBTkdFX1RZUEVfVU5TUEVDSUZJRUQQABIeChpDT05GX0NIQU5HRV9UWVBFX0FERF9WT1RFUhABEiAKHENPTkZfQ0hBTkdFX1RZUEVfUkVNT1ZFX05PREUQAhIgChxDT05GX0NIQU5HRV9UWVBFX0FERF9MRUFSTkVSEAMy9gMKC1JhZnRTZXJ2aWNlEmQKDUFwcGVuZEVudHJpZXMSKC51bmRlcnN0dWR5LnJhZnQudjEuQXBwZW5kRW50cmllc1JlcXVlc3QaKS51bmRlcnN0dWR5LnJhZnQudjEuQXBwZW5kRW50cmllc1Jlc3BvbnNlEl4KC1JlcXVlc3RWb3RlEiYudW5kZXJzdHVkeS5yYWZ0LnYxLlJlcXVlc3RWb3RlUmVxdWVzdBonLnVuZGVyc3R1ZHkucmFmdC52MS5SZXF1ZXN0Vm90ZVJlc3BvbnNlEmoKD0luc3RhbGxTbmFwc2hvdBIoLnVuZGVyc3R1ZHkucmFmdC52MS5JbnN0YWxsU25hcHNob3RDaHVuaxorLnVuZGVyc3R1ZHkucmFmdC52MS5JbnN0YWxsU25hcHNob3RSZXNwb25zZSgBElsKClRpbWVvdXROb3cSJS51bmRlcnN0dWR5LnJhZnQudjEuVGltZW91dE5vd1JlcXVlc3QaJi51bmRlcnN0dWR5LnJhZnQudjEuVGltZW91dE5vd1Jlc3BvbnNlElgKCVJlYWRJbmRleBIkLnVuZGVyc3R1ZHkucmFmdC52MS5SZWFkSW5kZXhSZXF1ZXN0GiUudW5kZXJzdHVkeS5yYWZ0LnYxLlJlYWRJbmRleFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * One log entry.
@@ -745,6 +745,98 @@ export const TimeoutNowResponseSchema: GenMessage<TimeoutNowResponse> = /*@__PUR
   messageDesc(file_understudy_raft_v1_raft, 12);
 
 /**
+ * A follower asking its leader for a read index.
+ *
+ * @generated from message understudy.raft.v1.ReadIndexRequest
+ */
+export type ReadIndexRequest = Message<"understudy.raft.v1.ReadIndexRequest"> & {
+  /**
+   * Sending (follower) node id.
+   *
+   * @generated from field: string from = 1;
+   */
+  from: string;
+
+  /**
+   * Receiving (leader) node id.
+   *
+   * @generated from field: string to = 2;
+   */
+  to: string;
+
+  /**
+   * Sender's current term.
+   *
+   * @generated from field: uint64 term = 3;
+   */
+  term: bigint;
+
+  /**
+   * Opaque to Raft; unique among the sender's pending reads.
+   *
+   * @generated from field: uint64 request_ctx = 4;
+   */
+  requestCtx: bigint;
+};
+
+/**
+ * Describes the message understudy.raft.v1.ReadIndexRequest.
+ * Use `create(ReadIndexRequestSchema)` to create a new message.
+ */
+export const ReadIndexRequestSchema: GenMessage<ReadIndexRequest> = /*@__PURE__*/
+  messageDesc(file_understudy_raft_v1_raft, 13);
+
+/**
+ * The leader's read index for a ReadIndexRequest.
+ *
+ * @generated from message understudy.raft.v1.ReadIndexResponse
+ */
+export type ReadIndexResponse = Message<"understudy.raft.v1.ReadIndexResponse"> & {
+  /**
+   * Sending (leader) node id; empty when the leader could not confirm its
+   * leadership (the follower retries or fails the read with UNAVAILABLE).
+   *
+   * @generated from field: string from = 1;
+   */
+  from: string;
+
+  /**
+   * Receiving (follower) node id.
+   *
+   * @generated from field: string to = 2;
+   */
+  to: string;
+
+  /**
+   * Sender's current term.
+   *
+   * @generated from field: uint64 term = 3;
+   */
+  term: bigint;
+
+  /**
+   * Echo of the request's request_ctx.
+   *
+   * @generated from field: uint64 request_ctx = 4;
+   */
+  requestCtx: bigint;
+
+  /**
+   * Commit index confirmed by a quorum at the time of the request.
+   *
+   * @generated from field: uint64 index = 5;
+   */
+  index: bigint;
+};
+
+/**
+ * Describes the message understudy.raft.v1.ReadIndexResponse.
+ * Use `create(ReadIndexResponseSchema)` to create a new message.
+ */
+export const ReadIndexResponseSchema: GenMessage<ReadIndexResponse> = /*@__PURE__*/
+  messageDesc(file_understudy_raft_v1_raft, 14);
+
+/**
  * Kind of a log entry.
  *
  * @generated from enum understudy.raft.v1.EntryType
@@ -870,6 +962,17 @@ export const RaftService: GenService<{
     methodKind: "unary";
     input: typeof TimeoutNowRequestSchema;
     output: typeof TimeoutNowResponseSchema;
+  },
+  /**
+   * A follower forwards a linearizable read to its leader (Raft thesis §6.4):
+   * the reply names the commit index the follower must apply before serving.
+   *
+   * @generated from rpc understudy.raft.v1.RaftService.ReadIndex
+   */
+  readIndex: {
+    methodKind: "unary";
+    input: typeof ReadIndexRequestSchema;
+    output: typeof ReadIndexResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_understudy_raft_v1_raft, 0);
