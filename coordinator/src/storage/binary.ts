@@ -149,9 +149,12 @@ export class ByteReader {
     }
   }
 
-  /** Everything up to the end, as a copy the caller owns (so decoded values never pin a segment buffer). */
+  /**
+   * Everything up to the end, as a plain Uint8Array copy the caller owns, so
+   * decoded values never pin a segment buffer (Buffer#slice would not copy).
+   */
   rest(): Uint8Array {
-    return this.bytes(this.remaining).slice();
+    return new Uint8Array(this.bytes(this.remaining));
   }
 
   expectEnd(what: string): void {
