@@ -252,12 +252,14 @@ export async function openDurableLog(
     // Snapshot files newer than any the WAL records were renamed into place but
     // their WAL record never became durable: nothing refers to them.
     const known = new Set(a.markers.map((m) => `${m.term}-${m.index}`));
-    for (const f of a.snapshotFiles) {
-      if (f.index > marker.index && !known.has(`${f.term}-${f.index}`)) {
-        logger.warn("deleting a snapshot file the WAL never recorded", { file: f.path });
-        await unlink(f.path);
-      }
+    const orphans = a.snapshotFiles.filter(
+      (f) => f.index > marker.index && !known.has(`${f.term}-${f.index}`),
+    );
+    for (const f of orphans) {
+      logger.warn("deleting a snapshot file the WAL never recorded", { file: f.path });
+      await unlink(f.path);
     }
+    if (orphans.length > 0) await disk.syncDir(snapDir);
 
     if (a.tornTail) {
       const t = a.tornTail;
