@@ -512,29 +512,32 @@ describe("storage/durable-log", () => {
   });
 
   it("a save resolves only after its fsync has returned", async () => {
-    let release!: () => void;
+    // Gated fsyncs are released in `finally`, so a failing assertion cannot hang close() in afterEach.
+    const gates: (() => void)[] = [];
     let syncsStarted = 0;
     const { log } = await openLog({
       hooks: {
         beforeWalFsync: () => {
           syncsStarted++;
-          return new Promise<void>((r) => {
-            release = r;
-          });
+          return new Promise<void>((r) => gates.push(r));
         },
       },
     });
-    let resolved = false;
-    const p = log.save({ hardState: { term: 5, vote: "c2", commit: 0 } }).then(() => {
-      resolved = true;
-    });
-    for (let i = 0; i < 50 && syncsStarted === 0; i++) await new Promise((r) => setTimeout(r, 1));
-    assert.equal(syncsStarted, 1);
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(resolved, false, "the vote must not be acknowledged before fsync");
-    release();
-    await p;
-    assert.equal(resolved, true);
+    try {
+      let resolved = false;
+      const p = log.save({ hardState: { term: 5, vote: "c2", commit: 0 } }).then(() => {
+        resolved = true;
+      });
+      for (let i = 0; i < 50 && syncsStarted === 0; i++) await new Promise((r) => setTimeout(r, 1));
+      assert.equal(syncsStarted, 1);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(resolved, false, "the vote must not be acknowledged before fsync");
+      gates.shift()!();
+      await p;
+      assert.equal(resolved, true);
+    } finally {
+      for (const g of gates.splice(0)) g();
+    }
   });
 
   it("an fsync failure fails the pending saves and every later one; disk keeps what was synced", async () => {
