@@ -19,10 +19,13 @@ import {
 } from "../../common/config.ts";
 
 const idPattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
+/** Directive.service vocabulary (proto): a plain name or a unit name. */
+const serviceNamePattern = /^[A-Za-z0-9][A-Za-z0-9@._-]{0,255}$/;
 const labelValuePattern = /^[a-z0-9-]{0,64}$/;
 const labelKeyPattern = /^[a-z0-9_./-]{1,63}$/;
 /** systemd unit names: a name plus a unit type suffix; no path separators, no leading dash. */
-const unitPattern = /^[A-Za-z0-9:_.@\\-]{1,240}\.(service|socket|target|timer|path|scope)$/;
+const unitPattern =
+  /^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,239}\.(service|socket|target|timer|path|scope)$/;
 
 export const agentRoles = ["encoder", "packager", "origin", "edge", "ingest"] as const;
 export type AgentRole = (typeof agentRoles)[number];
@@ -175,6 +178,11 @@ const schema = s.object({
   watch: s.optional(watchSchema),
   /** Allowlist: service name (as directives name it) → how to start/stop it. */
   services: s.default(s.record(serviceSchema), {}),
+  /**
+   * DRAIN directive: POSTed {"deadlineUnixMs": n} (agent clock) so the local
+   * component stops taking work. Without it DRAIN is answered ok=false.
+   */
+  drainUrl: s.optional(s.string({ pattern: /^https?:\/\/\S+$/, hint: "an absolute http(s) URL" })),
   bufferBytesMax: s.default(
     s.number({ min: 64 * 1024, max: 1024 * 1024 * 1024, integer: true }),
     defaultBufferBytesMax,
@@ -272,7 +280,12 @@ function checkCrossFields(c: RawAgentConfig): AgentConfig {
   for (const name of names) {
     const svc = c.services[name]!;
     const field = `services.${name}`;
-    if (!idPattern.test(name)) fail(field, "service name must be 1–64 chars of [a-z0-9-]");
+    if (!serviceNamePattern.test(name)) {
+      fail(
+        field,
+        "service name must be 1–256 chars of [A-Za-z0-9@._-], starting with a letter or digit",
+      );
+    }
     if ((svc.unit === undefined) === (svc.argv === undefined)) {
       fail(field, "set exactly one of unit, argv");
     }

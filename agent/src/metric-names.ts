@@ -78,6 +78,11 @@ export const metricDefinitions = {
     labels: [],
     help: "Received packets dropped, summed over the watched interfaces.",
   },
+  "proc.up": {
+    unit: "ratio",
+    labels: [],
+    help: "1 while the watched service's main process exists, 0 when it is gone (only with `watch` configured).",
+  },
   "proc.cpu": {
     unit: "count",
     labels: [],

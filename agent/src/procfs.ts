@@ -131,6 +131,8 @@ export function parseNetDev(text: string, interfaces: readonly string[]): NetCou
 export const userHz = 100;
 
 export interface ProcPidStat {
+  /** One letter: R running, S sleeping, D disk sleep, Z zombie, ... */
+  state: string;
   /** Clock ticks since boot when the process started: with the pid, identifies one process. */
   startTimeTicks: number;
   utimeTicks: number;
@@ -148,6 +150,7 @@ export function parsePidStat(text: string): ProcPidStat {
   // f[0] is field 3 (state); field n is f[n - 3].
   const num = (field: number) => Number(f[field - 3]);
   return {
+    state: f[0] ?? "",
     utimeTicks: num(14),
     stimeTicks: num(15),
     startTimeTicks: num(22),

@@ -44,6 +44,8 @@ export interface ReportBufferStats {
 export interface ReportJournal {
   appended(report: BufferedReport): void;
   acked(seq: number): void;
+  /** Sequences up to `seq` were skipped (see `advanceTo`). */
+  advanced(seq: number): void;
 }
 
 export interface ReportBufferState {
@@ -58,6 +60,12 @@ export interface ReportBuffer {
   append(encode: (seq: number) => Uint8Array): number;
   /** Records a coordinator watermark (older or equal watermarks are ignored). */
   ack(seq: number): void;
+  /**
+   * The coordinator holds sequences up to `seq` that this buffer never issued
+   * (a journal tail lost in a power cut): continue numbering after them. Held
+   * reports are all at or below `seq` and are dropped.
+   */
+  advanceTo(seq: number): void;
   /** Up to `limit` held reports with sequence > `afterSeq`, oldest first. */
   after(afterSeq: number, limit: number): BufferedReport[];
   /** Sequence of the oldest held report (0 when empty). */
@@ -145,6 +153,15 @@ export function createReportBuffer(opts: ReportBufferOptions): ReportBuffer {
       if (w <= ackedSeq) return;
       ackedSeq = w;
       journal?.acked(w);
+    },
+    advanceTo(seq) {
+      if (seq <= lastSeq) return;
+      items = [];
+      head = 0;
+      bytes = 0;
+      lastSeq = seq;
+      ackedSeq = seq;
+      journal?.advanced(seq);
     },
     after(afterSeq, limit) {
       const n = length();

@@ -295,6 +295,10 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
   const journal: ReportJournal = {
     appended: (r) => enqueue(encodeRecord(RecordType.Report, r.seq, r.bytes)),
     acked: (seq) => enqueue(encodeRecord(RecordType.Ack, seq)),
+    advanced: (seq) => {
+      enqueue(encodeRecord(RecordType.Issued, seq));
+      enqueue(encodeRecord(RecordType.Ack, seq));
+    },
   };
   buffer.setJournal(journal);
   if (diverged) kick();

@@ -1,0 +1,444 @@
+/**
+ * One agent stream to the coordinator leader, kept alive forever.
+ *
+ * Protocol (agent.v1): Hello first; a follower answers Redirect and ends the
+ * stream; the leader answers Welcome{resume_after_sequence}, and the agent
+ * sends every buffered report above that watermark (marked replayed, oldest
+ * first), then live reports, in strictly increasing sequence order on the
+ * wire. The leader acks watermarks and drops sequences at or below its own,
+ * so a leader change or a coordinator restart loses nothing the buffer still
+ * holds and duplicates nothing.
+ *
+ * Reconnects: every failure waits a jittered, bounded backoff (reset by a
+ * Welcome). A Redirect with a leader address is followed at once, at most
+ * `redirectHopsMax` times in a row; an unreachable coordinator (or one that
+ * does not answer Hello within `helloTimeoutMs`) moves on to the next address.
+ * After a welcomed stream ends, the same address is tried first: it either is
+ * the leader again or redirects to the new one.
+ *
+ * The link's own health is measured from acks: round trip from sending a live
+ * report to the ack covering it, and the share of live reports not acked
+ * within `ackTimeoutMs` (probe.rtt_ms / probe.loss_ratio, target "coordinator").
+ */
+import type { Clock } from "../../common/clock.ts";
+import { errorMessage } from "../../common/errors.ts";
+import type { Logger } from "../../common/log.ts";
+import type {
+  CoordinatorMessage,
+  Directive,
+  Welcome,
+} from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import type { Backoff } from "./backoff.ts";
+import type { AgentSample } from "./metric-names.ts";
+import { createLossWindow, type ProbeResult } from "./probes.ts";
+import type { ReportBuffer } from "./report-buffer.ts";
+import type { AgentStream, AgentTransport } from "./transport.ts";
+import { prepareBuffered } from "./wire.ts";
+
+export interface StreamContext {
+  /** Welcome.term of the current stream. */
+  term: bigint;
+  /** agent clock minus coordinator clock, estimated at Welcome. */
+  clockOffsetMs: number;
+}
+
+export interface ConnectionOptions {
+  addresses: readonly string[];
+  transport: AgentTransport;
+  buffer: ReportBuffer;
+  /** Encoded Hello for a new stream (built fresh: it carries the latest acked sequence). */
+  hello(): Uint8Array;
+  backoff: Backoff;
+  helloTimeoutMs: number;
+  ackTimeoutMs: number;
+  replayBatchMax: number;
+  /** Longest wait a Redirect.retry_after_ms may impose. */
+  retryAfterMsMax: number;
+  clock: Clock;
+  logger: Logger;
+  onWelcome(welcome: Welcome, ctx: StreamContext): void;
+  /** Runs a directive; resolves to the encoded DirectiveResult message. */
+  onDirective(directive: Directive, ctx: StreamContext): Promise<Uint8Array>;
+  /** Waits `ms` unless aborted (injected so tests can observe delays). */
+  sleep?(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+export type ConnectionState = "connecting" | "connected" | "stopped";
+
+export interface ConnectionStats {
+  state: ConnectionState;
+  address: string;
+  leaderId: string;
+  connects: number;
+  redirects: number;
+  failures: number;
+  replayedReports: number;
+  sentReports: number;
+  trimmedReports: number;
+}
+
+export interface AgentConnection {
+  start(): void;
+  /** Call after appending to the buffer: sends it now if a stream is up. */
+  notifyAppended(): void;
+  readonly state: ConnectionState;
+  stats(): ConnectionStats;
+  /** Link health since the previous call (for the next report). */
+  takeLinkProbe(): { samples: AgentSample[]; probes: ProbeResult[] };
+  stop(): Promise<void>;
+}
+
+type StreamOutcome =
+  | { kind: "redirect"; leaderAddress: string; retryAfterMs: number; reason: string }
+  | { kind: "ended"; reason: string }
+  | { kind: "failed"; reason: string };
+
+const defaultSleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+/** Live reports awaiting an ack that are tracked for RTT/loss; older ones count as lost. */
+const inFlightMax = 10_000;
+const lossWindowSize = 100;
+
+export function createAgentConnection(opts: ConnectionOptions): AgentConnection {
+  const { buffer, clock, logger } = opts;
+  const sleep = opts.sleep ?? defaultSleep;
+  const stopCtl = new AbortController();
+  const redirectHopsMax = 2 * opts.addresses.length + 2;
+  let state: ConnectionState = "connecting";
+  let loop: Promise<void> | undefined;
+  let current: AgentStream | undefined;
+  let address = opts.addresses[0]!;
+  let leaderId = "";
+  /** Highest sequence written on the current stream. */
+  let cursor = 0;
+  /** Sequences up to this are replays on the current stream. */
+  let replayUpTo = 0;
+  let maxReportBytes = 0;
+  let pumping = false;
+  let pumpAgain = false;
+  const counters = { connects: 0, redirects: 0, failures: 0, replayed: 0, sent: 0, trimmed: 0 };
+
+  // Link health from acks.
+  const sentAt = new Map<number, number>();
+  const loss = createLossWindow(lossWindowSize);
+  let rttSumMs = 0;
+  let rttCount = 0;
+
+  const expireInFlight = () => {
+    const now = clock.monotonicMs();
+    for (const [seq, t] of sentAt) {
+      if (now - t <= opts.ackTimeoutMs && sentAt.size <= inFlightMax) break;
+      sentAt.delete(seq);
+      loss.record(false);
+    }
+  };
+
+  const onAck = (seq: number) => {
+    buffer.ack(seq);
+    const now = clock.monotonicMs();
+    const at = sentAt.get(seq) ?? [...sentAt.entries()].filter(([s]) => s <= seq).at(-1)?.[1];
+    if (at !== undefined) {
+      rttSumMs += now - at;
+      rttCount++;
+    }
+    for (const [s, t] of sentAt) {
+      if (s > seq) break;
+      sentAt.delete(s);
+      loss.record(now - t <= opts.ackTimeoutMs);
+    }
+  };
+
+  /** Writes buffered reports above `cursor` to the current stream, honouring backpressure. */
+  const pump = async () => {
+    if (pumping) {
+      pumpAgain = true;
+      return;
+    }
+    pumping = true;
+    try {
+      do {
+        pumpAgain = false;
+        const stream = current;
+        while (stream && stream === current) {
+          const batch = buffer.after(cursor, opts.replayBatchMax);
+          if (batch.length === 0) break;
+          for (const r of batch) {
+            if (stream !== current) break;
+            if (r.seq > cursor + 1 && cursor > 0) {
+              logger.warn("reports were evicted before they could be sent", {
+                from: cursor + 1,
+                to: r.seq - 1,
+              });
+            }
+            const replay = r.seq <= replayUpTo;
+            const bytes = prepareBuffered(r.bytes, replay, maxReportBytes);
+            cursor = r.seq;
+            if (!bytes) {
+              logger.error("report cannot fit the leader's max_report_bytes; skipped", {
+                seq: r.seq,
+                maxReportBytes,
+              });
+              continue;
+            }
+            if (bytes !== r.bytes && !replay) counters.trimmed++;
+            if (replay) counters.replayed++;
+            else sentAt.set(r.seq, clock.monotonicMs());
+            counters.sent++;
+            if (!stream.write(bytes)) await stream.waitDrain();
+          }
+        }
+      } while (pumpAgain);
+    } finally {
+      pumping = false;
+    }
+  };
+
+  const kickPump = () => {
+    pump().catch((err: unknown) => logger.error("sending reports failed", { err }));
+  };
+
+  const runStream = async (addr: string): Promise<StreamOutcome> => {
+    let stream: AgentStream;
+    try {
+      stream = opts.transport.connect(addr);
+    } catch (err) {
+      return { kind: "failed", reason: errorMessage(err) };
+    }
+    const it = stream.messages[Symbol.asyncIterator]();
+    const helloSentAt = clock.monotonicMs();
+    let welcomed = false;
+    try {
+      stream.write(opts.hello());
+      let timer: NodeJS.Timeout | undefined;
+      const first = await Promise.race([
+        it.next(),
+        new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), opts.helloTimeoutMs);
+        }),
+        new Promise<"stopped">((resolve) =>
+          stopCtl.signal.addEventListener("abort", () => resolve("stopped"), { once: true }),
+        ),
+      ]).finally(() => clearTimeout(timer));
+      if (first === "stopped") {
+        stream.cancel();
+        return { kind: "ended", reason: "agent stopping" };
+      }
+      if (first === "timeout") {
+        stream.cancel();
+        return { kind: "failed", reason: `no answer to Hello within ${opts.helloTimeoutMs} ms` };
+      }
+      if (first.done) return { kind: "failed", reason: "stream ended before Welcome" };
+      const msg = first.value;
+      if (msg.body.case === "redirect") {
+        stream.cancel();
+        const r = msg.body.value;
+        return {
+          kind: "redirect",
+          leaderAddress: r.leaderAddress,
+          retryAfterMs: r.retryAfterMs,
+          reason: r.reason,
+        };
+      }
+      if (msg.body.case !== "welcome") {
+        stream.cancel();
+        return { kind: "failed", reason: `expected Welcome or Redirect, got ${msg.body.case}` };
+      }
+      const welcome = msg.body.value;
+      const rttMs = clock.monotonicMs() - helloSentAt;
+      const ctx: StreamContext = {
+        term: welcome.term,
+        clockOffsetMs: clock.nowMs() - Number(welcome.coordinatorUnixMs) - rttMs / 2,
+      };
+      welcomed = true;
+      onWelcomed(addr, welcome, ctx, stream);
+      try {
+        for await (const m of { [Symbol.asyncIterator]: () => it }) {
+          handleMessage(m, ctx, stream);
+        }
+        return { kind: "ended", reason: "coordinator ended the stream" };
+      } finally {
+        if (current === stream) current = undefined;
+        state = stopCtl.signal.aborted ? "stopped" : "connecting";
+      }
+    } catch (err) {
+      stream.cancel();
+      return { kind: welcomed ? "ended" : "failed", reason: errorMessage(err) };
+    }
+  };
+
+  const onWelcomed = (addr: string, welcome: Welcome, ctx: StreamContext, stream: AgentStream) => {
+    const resume = Number(welcome.resumeAfterSequence);
+    if (resume > buffer.lastSeq) {
+      // The leader holds sequences this agent never issued (its journal lost
+      // a tail in a power cut): skip past them, or new reports would be
+      // dropped as duplicates.
+      logger.warn("leader holds sequences beyond the local buffer; skipping ahead", {
+        resumeAfter: resume,
+        lastSeq: buffer.lastSeq,
+      });
+      buffer.advanceTo(resume);
+    }
+    address = addr;
+    leaderId = welcome.leaderId;
+    maxReportBytes = welcome.maxReportBytes;
+    cursor = resume;
+    replayUpTo = buffer.lastSeq;
+    sentAt.clear();
+    current = stream;
+    state = "connected";
+    counters.connects++;
+    opts.backoff.reset();
+    logger.info("connected to coordinator leader", {
+      address: addr,
+      leaderId,
+      term: welcome.term,
+      resumeAfter: resume,
+      replaying: Math.max(0, replayUpTo - Math.max(resume, buffer.oldestSeq - 1)),
+    });
+    opts.onWelcome(welcome, ctx);
+    kickPump();
+  };
+
+  const handleMessage = (m: CoordinatorMessage, ctx: StreamContext, stream: AgentStream) => {
+    switch (m.body.case) {
+      case "ack":
+        onAck(Number(m.body.value.sequence));
+        break;
+      case "directive": {
+        const d = m.body.value;
+        opts
+          .onDirective(d, ctx)
+          .then((bytes) => {
+            // A result for a stream that has ended is dropped: the leader re-sends
+            // the directive and gets the recorded result.
+            if (current === stream) stream.write(bytes);
+          })
+          .catch((err: unknown) => logger.error("directive handling failed", { err }));
+        break;
+      }
+      default:
+        logger.warn("unexpected coordinator message ignored", { case: m.body.case });
+    }
+  };
+
+  const run = async () => {
+    let index = 0;
+    let redirectTo: string | undefined;
+    let hops = 0;
+    let retrySame: string | undefined;
+    while (!stopCtl.signal.aborted) {
+      const addr = redirectTo ?? retrySame ?? opts.addresses[index % opts.addresses.length]!;
+      redirectTo = undefined;
+      retrySame = undefined;
+      state = "connecting";
+      const outcome = await runStream(addr);
+      if (stopCtl.signal.aborted) break;
+      let delayMs: number;
+      if (outcome.kind === "redirect") {
+        counters.redirects++;
+        logger.info("redirected", {
+          from: addr,
+          to: outcome.leaderAddress,
+          reason: outcome.reason,
+        });
+        if (outcome.leaderAddress !== "" && hops < redirectHopsMax) {
+          hops++;
+          redirectTo = outcome.leaderAddress;
+          continue;
+        }
+        hops = 0;
+        index++;
+        delayMs =
+          outcome.retryAfterMs > 0
+            ? Math.min(outcome.retryAfterMs, opts.retryAfterMsMax)
+            : opts.backoff.nextDelayMs();
+      } else if (outcome.kind === "ended") {
+        hops = 0;
+        retrySame = addr;
+        delayMs = opts.backoff.nextDelayMs();
+        logger.warn("coordinator stream ended", {
+          address: addr,
+          reason: outcome.reason,
+          retryInMs: delayMs,
+        });
+      } else {
+        hops = 0;
+        counters.failures++;
+        index = (opts.addresses.indexOf(addr) + 1) % opts.addresses.length;
+        delayMs = opts.backoff.nextDelayMs();
+        logger.warn("coordinator unreachable", {
+          address: addr,
+          reason: outcome.reason,
+          retryInMs: delayMs,
+        });
+      }
+      await sleep(delayMs, stopCtl.signal);
+    }
+    state = "stopped";
+  };
+
+  return {
+    start() {
+      loop ??= run();
+    },
+    notifyAppended() {
+      if (current) kickPump();
+    },
+    get state() {
+      return state;
+    },
+    stats: () => ({
+      state,
+      address,
+      leaderId,
+      connects: counters.connects,
+      redirects: counters.redirects,
+      failures: counters.failures,
+      replayedReports: counters.replayed,
+      sentReports: counters.sent,
+      trimmedReports: counters.trimmed,
+    }),
+    takeLinkProbe() {
+      expireInFlight();
+      const labels = { target: "coordinator" };
+      const samples: AgentSample[] = [];
+      const meanRtt = rttCount > 0 ? rttSumMs / rttCount : undefined;
+      rttSumMs = 0;
+      rttCount = 0;
+      if (meanRtt !== undefined) samples.push({ name: "probe.rtt_ms", value: meanRtt, labels });
+      if (state === "connected")
+        samples.push({ name: "probe.loss_ratio", value: loss.ratio(), labels });
+      const probes: ProbeResult[] =
+        state === "connected"
+          ? [
+              {
+                kind: "coordinator_rtt",
+                target: leaderId || address,
+                ok: true,
+                latencyMs: meanRtt ?? 0,
+                values: { loss_ratio: loss.ratio() },
+                error: "",
+              },
+            ]
+          : [];
+      return { samples, probes };
+    },
+    async stop() {
+      stopCtl.abort();
+      current?.cancel();
+      current = undefined;
+      await loop;
+      state = "stopped";
+    },
+  };
+}
