@@ -12,7 +12,12 @@ interface Command {
   module: string;
 }
 
-const commands: Record<string, Command> = {};
+const commands: Record<string, Command> = {
+  coordinator: {
+    summary: "Run a coordinator node (Raft-replicated control plane)",
+    module: "../coordinator/src/runtime/main.ts",
+  },
+};
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {

@@ -85,17 +85,11 @@ export interface FsmView {
 export interface Fsm extends FsmView {
   /** Applies one committed normal entry (encoded CommandEnvelope). Empty data = leader no-op. */
   apply(index: number, term: number, data: Uint8Array): FsmResult;
-  /** Records a membership change committed as a Raft conf-change entry. */
-  applyMember(
-    index: number,
-    change: {
-      nodeId: string;
-      address: string;
-      apiAddress: string;
-      learner: boolean;
-      removed: boolean;
-    },
-  ): void;
+  /**
+   * Records that a committed entry the FSM does not interpret (a Raft
+   * conf-change) was applied, so appliedIndex stays in step with the log.
+   */
+  skip(index: number, term: number): void;
   snapshot(): Uint8Array;
   restore(bytes: Uint8Array): void;
   onChange(listener: (changes: readonly FsmChange[], index: number) => void): () => void;
@@ -244,11 +238,31 @@ export function createFsm(): Fsm {
         changes.push({ kind: "component", id: c.id, deleted: false });
         return ok;
       }
-      case "addMember":
-      case "removeMember":
-        // Membership changes travel as Raft conf-change entries (applyMember);
-        // a normal entry carrying one is a proposer bug, refused identically everywhere.
-        return fail(Code.InvalidArgument, "membership changes must be proposed as conf changes");
+      case "addMember": {
+        // The replicated address book. Voting membership itself is Raft's
+        // (conf-change entries); ClusterService.AddMember commits this entry
+        // first so every node can reach the new member once it votes.
+        const m = op.value;
+        if (!m.nodeId) return fail(Code.InvalidArgument, "node_id: required");
+        members.set(
+          m.nodeId,
+          create(MemberSchema, {
+            nodeId: m.nodeId,
+            address: m.address,
+            apiAddress: m.apiAddress,
+            learner: m.asLearner,
+          }),
+        );
+        changes.push({ kind: "member", id: m.nodeId, removed: false });
+        return ok;
+      }
+      case "removeMember": {
+        if (!members.delete(op.value.nodeId)) {
+          return fail(Code.NotFound, `member "${op.value.nodeId}" not found`);
+        }
+        changes.push({ kind: "member", id: op.value.nodeId, removed: true });
+        return ok;
+      }
       case "setShardMap": {
         const s = streams.get(op.value.streamId);
         if (!s) return fail(Code.NotFound, `stream "${op.value.streamId}" not found`);
@@ -454,24 +468,12 @@ export function createFsm(): Fsm {
       return result;
     },
 
-    applyMember(index, change) {
+    skip(index, term) {
       if (index <= applied) {
         throw new Error(`invariant violated: apply index ${index} <= applied ${applied}`);
       }
       applied = index;
-      if (change.removed) members.delete(change.nodeId);
-      else {
-        members.set(
-          change.nodeId,
-          create(MemberSchema, {
-            nodeId: change.nodeId,
-            address: change.address,
-            apiAddress: change.apiAddress,
-            learner: change.learner,
-          }),
-        );
-      }
-      notify([{ kind: "member", id: change.nodeId, removed: change.removed }], index);
+      appliedTerm = term;
     },
 
     snapshot: () => toBinary(FsmSnapshotSchema, snapshotMessage()),

@@ -1,0 +1,122 @@
+/**
+ * `understudy coordinator --config FILE`: the node's YAML config, validated at
+ * start; a bad field exits non-zero naming it. Defaults give a 50 ms
+ * heartbeat and an election timeout randomized in 300–600 ms.
+ */
+import { ConfigError, type Infer, loadConfigFile, s } from "../../../common/config.ts";
+
+const idPattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const nodeId = () => s.string({ pattern: idPattern, hint: "a node id (1–64 chars of [a-z0-9-])" });
+
+export const coordinatorConfigSchema = s.object({
+  /** This node's id; stable for its life, never reused. */
+  nodeId: nodeId(),
+  /** Where the Raft log, hard state and snapshots live (created if missing). */
+  dataDir: s.string({ minLength: 1, hint: "a directory path" }),
+  /** RaftService listener for peers (gRPC over HTTP/2). */
+  peerListen: s.hostPort({ allowZeroPort: true }),
+  /** Client/API listener: integrator API, AgentService, health, reflection, /metrics. */
+  apiListen: s.hostPort({ allowZeroPort: true }),
+  /** Address peers should use to reach this node's peer listener (default: peerListen). */
+  peerAdvertise: s.optional(s.hostPort()),
+  /** Address clients should be redirected to (default: apiListen). */
+  apiAdvertise: s.optional(s.hostPort()),
+  /**
+   * Initial members of a NEW cluster (including this node). Used only when the
+   * data directory holds no state; ignored afterwards. Omit it on a node that
+   * joins an existing cluster (see `join`).
+   */
+  bootstrap: s.optional(
+    s.array(s.object({ id: nodeId(), peerAddress: s.hostPort(), apiAddress: s.hostPort() }), {
+      minItems: 1,
+      maxItems: 7,
+    }),
+  ),
+  /**
+   * Start with empty state and wait for an existing cluster to add this node
+   * (ClusterService.AddMember on the leader). Mutually exclusive with bootstrap.
+   */
+  join: s.default(s.boolean(), false),
+  /** Peers to contact before membership is known (address book hints). */
+  peers: s.default(
+    s.array(s.object({ id: nodeId(), peerAddress: s.hostPort(), apiAddress: s.hostPort() })),
+    [],
+  ),
+  raft: s.default(
+    s.object({
+      /** One logical tick. Heartbeats every heartbeatTicks, elections after electionTicks..2×electionTicks. */
+      tickMs: s.default(s.number({ min: 5, max: 1000, integer: true }), 50),
+      heartbeatTicks: s.default(s.number({ min: 1, max: 100, integer: true }), 1),
+      electionTicks: s.default(s.number({ min: 3, max: 1000, integer: true }), 6),
+      preVote: s.default(s.boolean(), true),
+      checkQuorum: s.default(s.boolean(), true),
+      maxSizePerMsgBytes: s.default(
+        s.number({ min: 1024, max: 64 * 1024 * 1024, integer: true }),
+        1024 * 1024,
+      ),
+      maxInflightMsgs: s.default(s.number({ min: 1, max: 4096, integer: true }), 256),
+      maxUncommittedEntriesBytes: s.default(
+        s.number({ min: 1024, max: 1024 * 1024 * 1024, integer: true }),
+        64 * 1024 * 1024,
+      ),
+      /** Take a snapshot and compact the log after this many applied entries. */
+      snapshotEntries: s.default(s.number({ min: 10, max: 10_000_000, integer: true }), 10_000),
+      /** Peer RPC deadline. */
+      rpcTimeoutMs: s.default(s.number({ min: 10, max: 60_000, integer: true }), 1000),
+    }),
+    {
+      tickMs: 50,
+      heartbeatTicks: 1,
+      electionTicks: 6,
+      preVote: true,
+      checkQuorum: true,
+      maxSizePerMsgBytes: 1024 * 1024,
+      maxInflightMsgs: 256,
+      maxUncommittedEntriesBytes: 64 * 1024 * 1024,
+      snapshotEntries: 10_000,
+      rpcTimeoutMs: 1000,
+    },
+  ),
+  api: s.default(
+    s.object({
+      /** Largest accepted request message. */
+      readMaxBytes: s.default(
+        s.number({ min: 1024, max: 64 * 1024 * 1024, integer: true }),
+        4 * 1024 * 1024,
+      ),
+      /** Default deadline for a write to commit. */
+      proposeTimeoutMs: s.default(s.number({ min: 10, max: 60_000, integer: true }), 5000),
+    }),
+    { readMaxBytes: 4 * 1024 * 1024, proposeTimeoutMs: 5000 },
+  ),
+  log: s.default(
+    s.object({ level: s.default(s.literal("debug", "info", "warn", "error"), "info") }),
+    { level: "info" as const },
+  ),
+  /** Seed for election-timeout randomness (default: from the OS). Tests set it. */
+  seed: s.optional(s.number({ integer: true })),
+});
+
+export type CoordinatorConfig = Infer<typeof coordinatorConfigSchema>;
+
+export function loadCoordinatorConfig(file: string): CoordinatorConfig {
+  const cfg = loadConfigFile(coordinatorConfigSchema, file);
+  validateCoordinatorConfig(cfg, file);
+  return cfg;
+}
+
+/** Cross-field rules the schema cannot express. */
+export function validateCoordinatorConfig(cfg: CoordinatorConfig, file?: string): void {
+  if (cfg.bootstrap && cfg.join) {
+    throw new ConfigError("join", "cannot be true together with bootstrap (pick one)", file);
+  }
+  if (cfg.bootstrap && !cfg.bootstrap.some((m) => m.id === cfg.nodeId)) {
+    throw new ConfigError("bootstrap", `must include this node ("${cfg.nodeId}")`, file);
+  }
+  const ids = new Set<string>();
+  for (const [i, m] of (cfg.bootstrap ?? []).entries()) {
+    if (ids.has(m.id))
+      throw new ConfigError(`bootstrap[${i}].id`, `duplicate member id "${m.id}"`, file);
+    ids.add(m.id);
+  }
+}
