@@ -168,7 +168,10 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     new Promise((resolve) => {
       const key = `${peer}|${kind}`;
       let list = waiters.get(key);
-      if (!list) waiters.set(key, (list = []));
+      if (!list) {
+        list = [];
+        waiters.set(key, list);
+      }
       const w: Waiter = {
         gen: readyGen,
         delayed,
