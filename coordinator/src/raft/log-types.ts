@@ -68,3 +68,10 @@ export interface RecoveredState {
   readonly snapshot: Snapshot;
   readonly entries: readonly Entry[];
 }
+
+/** What a node that has never stored anything starts from (e.g. a member about to join). */
+export const emptyRecoveredState: RecoveredState = {
+  hardState: emptyHardState,
+  snapshot: emptySnapshot,
+  entries: [],
+};
