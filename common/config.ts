@@ -28,6 +28,23 @@ export interface Schema<T> {
 
 export type Infer<S> = S extends Schema<infer T> ? T : never;
 
+/** A schema whose field may be absent: the parsed object omits the key. */
+export interface OptionalSchema<T> extends Schema<T | undefined> {
+  readonly optional: true;
+}
+
+type OptionalKeys<P> = {
+  [K in keyof P]: P[K] extends OptionalSchema<unknown> ? K : never;
+}[keyof P];
+type RequiredKeys<P> = Exclude<keyof P, OptionalKeys<P>>;
+type Simplify<T> = { [K in keyof T]: T[K] };
+/** Parsed shape of an object schema: optional fields become optional properties. */
+export type InferObject<P> = Simplify<
+  { [K in RequiredKeys<P>]: Infer<P[K]> } & {
+    [K in OptionalKeys<P>]?: Exclude<Infer<P[K]>, undefined>;
+  }
+>;
+
 function describe(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "a list";
@@ -132,9 +149,7 @@ export const s = {
       },
     };
   },
-  object<P extends Record<string, Schema<unknown>>>(
-    props: P,
-  ): Schema<{ [K in keyof P]: Infer<P[K]> }> {
+  object<P extends Record<string, Schema<unknown>>>(props: P): Schema<InferObject<P>> {
     const expected = "a mapping";
     return {
       expected,
@@ -159,11 +174,11 @@ export const s = {
           const parsed = schema.parse(raw, join(path, k));
           if (parsed !== undefined) out[k] = parsed;
         }
-        return out as { [K in keyof P]: Infer<P[K]> };
+        return out as InferObject<P>;
       },
     };
   },
-  optional<T>(inner: Schema<T>): Schema<T | undefined> {
+  optional<T>(inner: Schema<T>): OptionalSchema<T> {
     return {
       expected: inner.expected,
       optional: true,
