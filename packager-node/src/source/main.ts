@@ -1,0 +1,111 @@
+/**
+ * `understudy source --config FILE`: runs one encoder of the pool until
+ * SIGINT/SIGTERM. Exit codes: 0 after a clean stop, 2 for bad usage or config
+ * (the message names the file and field), 1 when the status listener cannot
+ * bind.
+ */
+import { ConfigError } from "../../../common/config.ts";
+import { ConnectError } from "../../../common/errors.ts";
+import { createLogger } from "../../../common/log.ts";
+import { loadSourceConfig, type SourceConfig } from "./config.ts";
+import { type Fixture, FixtureError, loadFixture } from "./fixture.ts";
+import { createSource } from "./source.ts";
+import { type StatusServer, startStatusServer } from "./status-server.ts";
+
+const usage = `Usage: understudy source --config FILE
+
+Loops the committed CMAF fixture in real time on a continuous timeline and
+pushes the shards this encoder owns to its packager targets (ingest protocol v1).
+`;
+
+function configPath(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--config") return argv[i + 1];
+    if (a.startsWith("--config=")) return a.slice("--config=".length);
+  }
+  return undefined;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  const unknown = argv.filter((a, i) => !a.startsWith("--config") && argv[i - 1] !== "--config");
+  const file = configPath(argv);
+  if (!file || unknown.length > 0) {
+    const why =
+      unknown.length > 0 ? `unknown argument "${unknown[0]}"` : "--config FILE is required";
+    process.stderr.write(`understudy source: ${why}\n\n${usage}`);
+    return 2;
+  }
+  let config: SourceConfig;
+  let fixture: Fixture;
+  try {
+    config = loadSourceConfig(file);
+    fixture = await loadFixture(config.fixtureDir);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof FixtureError) {
+      process.stderr.write(`${file}: fixtureDir: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger(
+    { component: "source" },
+    config.logLevel === undefined ? {} : { level: config.logLevel },
+  );
+  let source: ReturnType<typeof createSource>;
+  try {
+    source = createSource({
+      streamId: config.streamId,
+      encoderId: config.encoderId,
+      fixture,
+      timelineOriginMs: config.timelineOriginMs,
+      assignment: config.assignment,
+      segmentPush: config.segmentPush,
+      limits: config.push,
+      catchUpShardsMax: config.catchUpShardsMax,
+      logger,
+      ...(config.renditions === undefined ? {} : { renditions: config.renditions }),
+      ...(config.authToken === undefined ? {} : { authToken: config.authToken }),
+    });
+  } catch (err) {
+    if (err instanceof ConnectError) {
+      process.stderr.write(`${file}: ${err.rawMessage}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  let statusServer: StatusServer | undefined;
+  if (config.status) {
+    try {
+      statusServer = await startStatusServer(config.status.listen, () => source.status());
+    } catch (err) {
+      process.stderr.write(
+        `${file}: status.listen: cannot listen on ${config.status.listen}: ${(err as Error).message}\n`,
+      );
+      return 1;
+    }
+    process.stdout.write(`status http://${statusServer.address}/status\n`);
+  }
+  source.start();
+  const signal = await new Promise<string>((resolve) => {
+    const on = (sig: string) => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(sig);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+  logger.info("stopping", { signal });
+  await source.stop();
+  await statusServer?.close();
+  return 0;
+}
