@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-// Generates TypeScript from proto/ into proto/gen (committed) with buf and the
-// local protoc-gen-es plugin, and checks that the committed code is current.
+// Generates TypeScript from proto/ with buf and the local protoc-gen-es plugin,
+// and checks that the committed code is current. Two targets, both committed:
+//   proto/gen             every contract (proto/buf.gen.yaml), for the server side
+//   client-sdk/src/gen    the client SDK's own copy of the few contracts it speaks
+//                         (proto/buf.gen.sdk.yaml lists them), so the separately
+//                         published SDK never imports proto/gen
 //
-//   node common/bin/gen.mjs            regenerate proto/gen (deleted protos disappear)
-//   node common/bin/gen.mjs --check    fail (exit 1) if proto/gen differs from a fresh
+//   node common/bin/gen.mjs            regenerate both (deleted protos disappear)
+//   node common/bin/gen.mjs --check    fail (exit 1) if either output differs from a fresh
 //                                      generation, or if proto/ breaks compatibility
 //                                      with the committed proto/ (buf breaking, FILE)
 //   --against <git-ref>                with --check: compare against this ref instead of HEAD
@@ -18,12 +22,29 @@ import { fileURLToPath } from "node:url";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const protoDir = path.join(repoRoot, "proto");
-const genDir = path.join(protoDir, "gen");
 const binDir = path.join(repoRoot, "node_modules", ".bin");
 const bufBin = path.join(binDir, process.platform === "win32" ? "buf.cmd" : "buf");
-const template = path.join(protoDir, "buf.gen.yaml");
-// buf.gen.yaml writes to `<output>/gen`; the output base decides where that is.
+// Each template writes to `<output>/gen`; the output base decides where that is.
 const genSubdir = "gen";
+
+/**
+ * What gets generated. `input` is the buf input given on the command line;
+ * null means the template's own `inputs:` (which also lists the files).
+ */
+const targets = [
+  {
+    name: "proto/gen",
+    template: path.join(protoDir, "buf.gen.yaml"),
+    input: "proto",
+    dest: path.join(protoDir, "gen"),
+  },
+  {
+    name: "client-sdk/src/gen",
+    template: path.join(protoDir, "buf.gen.sdk.yaml"),
+    input: null,
+    dest: path.join(repoRoot, "client-sdk", "src", "gen"),
+  },
+];
 
 function usage(message) {
   process.stderr.write(
@@ -43,20 +64,28 @@ function run(command, args, opts = {}) {
   });
 }
 
-/** Generates into `<outputBase>/gen`, removing whatever was there first. */
-function generate(outputBase) {
+/** Generates `target` into `<outputBase>/gen`, removing whatever was there first. */
+function generate(target, outputBase) {
   if (!existsSync(bufBin)) {
     process.stderr.write(`gen: ${bufBin} not found; run npm ci first\n`);
     return false;
   }
   rmSync(path.join(outputBase, genSubdir), { recursive: true, force: true });
-  const res = run(bufBin, ["generate", "proto", "--template", template, "--output", outputBase]);
+  const input = target.input === null ? [] : [target.input];
+  const res = run(bufBin, [
+    "generate",
+    ...input,
+    "--template",
+    target.template,
+    "--output",
+    outputBase,
+  ]);
   if (res.error) {
     process.stderr.write(`gen: could not run buf: ${res.error.message}\n`);
     return false;
   }
   if (res.status !== 0) {
-    process.stderr.write(`gen: buf generate failed (exit ${res.status})\n`);
+    process.stderr.write(`gen: buf generate failed for ${target.name} (exit ${res.status})\n`);
     return false;
   }
   return true;
@@ -121,29 +150,33 @@ function checkBreaking(ref) {
 }
 
 function check(ref) {
-  const tmp = mkdtempSync(path.join(tmpdir(), "understudy-gen-"));
-  try {
-    if (!generate(tmp)) return 2;
-    const { stale, missing, extra } = diffTrees(path.join(tmp, genSubdir), genDir);
-    let code = 0;
-    if (stale.length + missing.length + extra.length > 0) {
-      const lines = [
-        ...stale.map((f) => `  stale:   proto/gen/${f}`),
-        ...missing.map((f) => `  missing: proto/gen/${f}`),
-        ...extra.map((f) => `  extra:   proto/gen/${f}`),
-      ];
-      process.stderr.write(
-        `gen: proto/gen is out of date with proto/:\n${lines.join("\n")}\n` +
-          "run `npm run gen` and commit proto/gen\n",
-      );
-      code = 1;
+  let code = 0;
+  for (const target of targets) {
+    const tmp = mkdtempSync(path.join(tmpdir(), "understudy-gen-"));
+    try {
+      if (!generate(target, tmp)) return 2;
+      const { stale, missing, extra } = diffTrees(path.join(tmp, genSubdir), target.dest);
+      if (stale.length + missing.length + extra.length > 0) {
+        const lines = [
+          ...stale.map((f) => `  stale:   ${target.name}/${f}`),
+          ...missing.map((f) => `  missing: ${target.name}/${f}`),
+          ...extra.map((f) => `  extra:   ${target.name}/${f}`),
+        ];
+        process.stderr.write(
+          `gen: ${target.name} is out of date with proto/:\n${lines.join("\n")}\n` +
+            `run \`npm run gen\` and commit ${target.name}\n`,
+        );
+        code = 1;
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
     }
-    if (!checkBreaking(ref)) code = 1;
-    if (code === 0) process.stdout.write("gen: proto/gen is up to date\n");
-    return code;
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
   }
+  if (!checkBreaking(ref)) code = 1;
+  if (code === 0) {
+    process.stdout.write(`gen: ${targets.map((t) => t.name).join(" and ")} up to date\n`);
+  }
+  return code;
 }
 
 function main(argv) {
@@ -163,20 +196,23 @@ function main(argv) {
 }
 
 /**
- * Generates into a temp dir and only then replaces proto/gen, so a failing buf
- * run leaves the committed code in place; deleted protos disappear because the
- * whole folder is replaced.
+ * Generates every target into temp dirs and only then replaces the committed
+ * folders, so a failing buf run leaves the committed code in place; deleted
+ * protos disappear because each whole folder is replaced.
  */
 function regenerate() {
-  const tmp = mkdtempSync(path.join(tmpdir(), "understudy-gen-"));
+  const tmps = targets.map(() => mkdtempSync(path.join(tmpdir(), "understudy-gen-")));
   try {
-    if (!generate(tmp)) return 2;
-    rmSync(genDir, { recursive: true, force: true });
-    cpSync(path.join(tmp, genSubdir), genDir, { recursive: true });
-    process.stdout.write(`gen: wrote ${listFiles(genDir).length} files to proto/gen\n`);
+    for (let i = 0; i < targets.length; i++) if (!generate(targets[i], tmps[i])) return 2;
+    for (let i = 0; i < targets.length; i++) {
+      const { name, dest } = targets[i];
+      rmSync(dest, { recursive: true, force: true });
+      cpSync(path.join(tmps[i], genSubdir), dest, { recursive: true });
+      process.stdout.write(`gen: wrote ${listFiles(dest).length} files to ${name}\n`);
+    }
     return 0;
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    for (const tmp of tmps) rmSync(tmp, { recursive: true, force: true });
   }
 }
 
