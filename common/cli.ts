@@ -17,6 +17,14 @@ const commands: Record<string, Command> = {
     summary: "Run a coordinator node (Raft-replicated control plane)",
     module: "../coordinator/src/runtime/main.ts",
   },
+  agent: {
+    summary: "Run the host agent (metrics, probes, allowlisted directives)",
+    module: "../agent/src/main.ts",
+  },
+  source: {
+    summary: "Run a live source of the encoder pool (loops a CMAF ladder, pushes shards)",
+    module: "../packager-node/src/source/main.ts",
+  },
 };
 
 export function packageVersion(): string {

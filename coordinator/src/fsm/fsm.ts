@@ -80,6 +80,8 @@ export interface FsmView {
   model(id: string): ModelParameters | undefined;
   /** Short stable digest of the whole state (compare replicas). */
   hash(): string;
+  /** Called after each apply that changed something; returns an unsubscribe function. */
+  onChange(listener: (changes: readonly FsmChange[], index: number) => void): () => void;
 }
 
 export interface Fsm extends FsmView {
@@ -92,7 +94,6 @@ export interface Fsm extends FsmView {
   skip(index: number, term: number): void;
   snapshot(): Uint8Array;
   restore(bytes: Uint8Array): void;
-  onChange(listener: (changes: readonly FsmChange[], index: number) => void): () => void;
 }
 
 const ok: FsmResult = { ok: true };

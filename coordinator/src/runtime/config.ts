@@ -89,6 +89,23 @@ export const coordinatorConfigSchema = s.object({
     }),
     { readMaxBytes: 4 * 1024 * 1024, proposeTimeoutMs: 5000 },
   ),
+  /**
+   * NATS for handover notices (understudy.v1.handover.<stream>). Optional: without
+   * it clients still get notices from HandoverService (Watch / GetLatestNotice).
+   */
+  nats: s.optional(
+    s.object({
+      servers: s.array(
+        s.string({ pattern: /^(nats|tls):\/\/[^\s]+$/, hint: 'a URL "nats://host:port"' }),
+        { minItems: 1 },
+      ),
+      user: s.optional(s.string()),
+      pass: s.optional(s.string()),
+      token: s.optional(s.string()),
+      /** NATS decentralized-auth credentials file. */
+      credsFile: s.optional(s.string({ minLength: 1 })),
+    }),
+  ),
   log: s.default(
     s.object({ level: s.default(s.literal("debug", "info", "warn", "error"), "info") }),
     { level: "info" as const },

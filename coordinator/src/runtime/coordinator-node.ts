@@ -21,12 +21,18 @@ import {
   serve,
   startRpcServer,
 } from "../../../common/rpc-server.ts";
+import { ChainService } from "../../../proto/gen/understudy/api/v1/chain_service_pb.ts";
 import { ClusterService } from "../../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
+import { HandoverService } from "../../../proto/gen/understudy/api/v1/handover_service_pb.ts";
 import { StreamService } from "../../../proto/gen/understudy/api/v1/stream_service_pb.ts";
 import type { CommandSchema } from "../../../proto/gen/understudy/fsm/v1/fsm_pb.ts";
 import { RaftService } from "../../../proto/gen/understudy/raft/v1/raft_pb.ts";
+import { createNatsNoticeBus, type NoticeBus } from "../act/notice-bus.ts";
+import { createNoticePublisher } from "../act/notice-publisher.ts";
+import { createChainService } from "../api/chain-service.ts";
 import type { ApplyResult, ClusterHandle, Leadership } from "../api/cluster-handle.ts";
 import { type ClusterAdmin, createClusterService } from "../api/cluster-service.ts";
+import { createHandoverService, type StartHandoverFn } from "../api/handover-service.ts";
 import { createStreamService } from "../api/stream-service.ts";
 import { notLeaderError } from "../api/writes.ts";
 import { createFsm, encodeCommand, type Fsm } from "../fsm/fsm.ts";
@@ -53,6 +59,10 @@ export interface CoordinatorNodeDeps {
   extraServices?: (cluster: ClusterHandle) => ServiceRegistration[];
   /** Plain HTTP routes on the API listener (e.g. /metrics). */
   httpFallback?: (cluster: ClusterHandle) => HttpFallback | undefined;
+  /** Operator-started handovers (the orchestrator, when it runs). */
+  startHandover?: (cluster: ClusterHandle) => StartHandoverFn | undefined;
+  /** Replaces the NATS bus built from config (tests). */
+  noticeBus?: NoticeBus;
 }
 
 const requestIdMax = 128;
@@ -225,6 +235,8 @@ export async function startCoordinatorNode(
     services: [
       serve(ClusterService, createClusterService(cluster, admin)),
       serve(StreamService, createStreamService(cluster)),
+      serve(ChainService, createChainService(cluster)),
+      serve(HandoverService, createHandoverService(cluster, deps.startHandover?.(cluster))),
       ...(deps.extraServices?.(cluster) ?? []),
     ],
     fallback: deps.httpFallback?.(cluster),
@@ -240,6 +252,21 @@ export async function startCoordinatorNode(
     log.info("leadership", { leader: l.leaderId, term: l.term, isLeader: l.isLeader });
   });
 
+  const bus =
+    deps.noticeBus ??
+    (cfg.nats
+      ? createNatsNoticeBus({
+          servers: cfg.nats.servers,
+          user: cfg.nats.user,
+          pass: cfg.nats.pass,
+          token: cfg.nats.token,
+          credsFile: cfg.nats.credsFile,
+          name: `understudy-coordinator-${cfg.nodeId}`,
+          log,
+        })
+      : undefined);
+  const publisher = bus ? createNoticePublisher(cluster, bus, log) : undefined;
+
   driver.start();
   log.info("coordinator started", { peer: peerServer.address, api: apiServer.address });
 
@@ -253,6 +280,8 @@ export async function startCoordinatorNode(
     apiServer,
     stop() {
       stopping ??= (async () => {
+        publisher?.stop();
+        await bus?.close();
         await driver.stop();
         await Promise.all([apiServer.close(200), peerServer.close(200)]);
         await durable.close();
