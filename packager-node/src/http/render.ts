@@ -1,0 +1,97 @@
+/**
+ * Store → playlist text, cached per stream version (any ingest into any
+ * rendition of the stream bumps it, since rendition reports read siblings).
+ */
+import { writeDashMpd } from "../playlist/dash-mpd.ts";
+import {
+  HOLD_BACK_TARGET_DURATIONS,
+  targetDurationSec,
+  writeMediaPlaylist,
+} from "../playlist/hls-media.ts";
+import { writeMultivariantPlaylist } from "../playlist/hls-multivariant.ts";
+import type { RenditionReportView } from "../playlist/model.ts";
+import type { RenditionState, StreamState } from "../store/media-store.ts";
+
+/** Playlist cache entries per stream (renditions × {full, delta} + master + mpd). */
+function cached(st: StreamState, key: string, render: () => string): string {
+  const hit = st.playlistCache.get(key);
+  if (hit && hit.version === st.version) return hit.text;
+  const text = render();
+  st.playlistCache.set(key, { version: st.version, text });
+  return text;
+}
+
+export function renditionReports(st: StreamState, self: string): RenditionReportView[] {
+  const out: RenditionReportView[] = [];
+  for (const [id, r] of st.renditions) {
+    if (id === self) continue;
+    const rep = r.timeline.report(id);
+    if (rep) out.push(rep);
+  }
+  return out;
+}
+
+export function mediaPlaylist(st: StreamState, r: RenditionState, skipRequested: boolean): string {
+  const skip = skipRequested && st.def.deltaUpdates && st.def.latency === "low";
+  return cached(st, `${r.info.id}|${skip ? "skip" : "full"}`, () => {
+    const open = r.timeline.openView();
+    return writeMediaPlaylist({
+      latency: st.def.latency,
+      targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+      targetPartDurationMs: st.def.targetPartDurationMs,
+      segments: r.timeline.segmentViews(),
+      ...(open ? { open } : {}),
+      renditionReports: st.def.latency === "low" ? renditionReports(st, r.info.id) : [],
+      deltaUpdates: st.def.deltaUpdates,
+      skipRequested: skip,
+    });
+  });
+}
+
+/** EXT-X-TARGETDURATION of the rendition's current window, seconds. */
+export function currentTargetDurationSec(st: StreamState, r: RenditionState): number {
+  return targetDurationSec({
+    targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+    segments: r.timeline.closed,
+  });
+}
+
+export function multivariantPlaylist(st: StreamState): string {
+  return cached(st, "|master", () =>
+    writeMultivariantPlaylist({
+      renditions: st.def.renditions,
+      ...(st.def.steering ? { steering: st.def.steering } : {}),
+    }),
+  );
+}
+
+/**
+ * Wall time of the stream's timeline origin: the first rendition (in ladder
+ * order) that knows it. Undefined until some segment carried a program
+ * date-time and a timeline position.
+ */
+export function availabilityStartMs(st: StreamState): number | undefined {
+  for (const info of st.def.renditions) {
+    const a = st.renditions.get(info.id)?.timeline.pdtAnchorMs;
+    if (a !== undefined) return a;
+  }
+  return undefined;
+}
+
+export function dashManifest(st: StreamState): string | undefined {
+  const ast = availabilityStartMs(st);
+  if (ast === undefined) return undefined;
+  return cached(st, "|mpd", () =>
+    writeDashMpd({
+      renditions: st.def.renditions.flatMap((info) => {
+        const r = st.renditions.get(info.id);
+        return r ? [{ info, segments: r.timeline.segmentViews() }] : [];
+      }),
+      availabilityStartTimeMs: ast,
+      targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+      presentationDelayMs:
+        HOLD_BACK_TARGET_DURATIONS * Math.ceil(st.def.targetSegmentDurationMs / 1000) * 1000,
+      utcTimingUri: "/utc",
+    }),
+  );
+}
