@@ -89,7 +89,6 @@ const componentSchema = s.object({
 const coordinatorSchema = s.object({
   /** Every coordinator node; the agent tries them in order and follows redirects to the leader. */
   addresses: s.array(s.hostPort(), { minItems: 1, maxItems: 16 }),
-  connectTimeoutMs: s.default(s.number({ min: 100, max: 60_000, integer: true }), 3000),
   /** HTTP/2 PING period; a dead TCP path is noticed within keepaliveIntervalMs + keepaliveTimeoutMs. */
   keepaliveIntervalMs: s.default(s.number({ min: 1000, max: 300_000, integer: true }), 10_000),
   keepaliveTimeoutMs: s.default(s.number({ min: 500, max: 60_000, integer: true }), 5000),

@@ -91,35 +91,37 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
     nRestarts = s.nRestarts;
   };
 
-  const resolvePid = async (forceRefresh: boolean): Promise<number> => {
+  /** Returns the main pid and whether systemd was asked for it just now. */
+  const resolvePid = async (forceRefresh: boolean): Promise<[number, boolean]> => {
     const w = opts.watch;
-    if (w.pid !== undefined) return w.pid;
+    if (w.pid !== undefined) return [w.pid, false];
     if (w.pidfile !== undefined) {
       const text = await readFile(w.pidfile, "utf8").catch(() => "");
       const pid = Number(text.trim());
-      return Number.isInteger(pid) && pid > 0 ? pid : 0;
+      return [Number.isInteger(pid) && pid > 0 ? pid : 0, false];
     }
     if (w.unit !== undefined) {
       if (forceRefresh || opts.clock.monotonicMs() - unitCheckedAtMs >= unitRefreshMs) {
         await queryUnit(w.unit);
+        return [unitPid, true];
       }
-      return unitPid;
+      return [unitPid, false];
     }
-    return 0;
+    return [0, false];
   };
 
   return {
     async sample() {
-      let pid = await resolvePid(false);
+      let [pid, asked] = await resolvePid(false);
       let id = pid > 0 ? await readIdentity(pid) : undefined;
       const sameAsCurrent =
         id !== undefined &&
         current !== undefined &&
         id.pid === current.pid &&
         id.startTimeTicks === current.startTimeTicks;
-      if (opts.watch.unit !== undefined && !sameAsCurrent) {
+      if (opts.watch.unit !== undefined && !sameAsCurrent && !asked) {
         // Gone or replaced: ask systemd now rather than at the next refresh.
-        pid = await resolvePid(true);
+        [pid, asked] = await resolvePid(true);
         id = pid > 0 ? await readIdentity(pid) : undefined;
       }
       const now = opts.clock.monotonicMs();

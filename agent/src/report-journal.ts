@@ -192,8 +192,7 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
 
   const compactAtBytes = 2 * bytesMax + 64 * 1024;
 
-  const compact = async () => {
-    const snap = buffer.snapshot();
+  const compact = async (snap: ReportBufferState) => {
     const parts = [
       encodeRecord(RecordType.Instance, 0, Buffer.from(instanceId, "utf8")),
       encodeRecord(RecordType.Issued, snap.lastSeq),
@@ -221,8 +220,6 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
       closeSync(dirFd);
     }
     handle = await open(file, "a");
-    diverged = false;
-    unsynced = false;
   };
 
   const sync = async () => {
@@ -235,10 +232,13 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
   const pump = async () => {
     while (pending.length > 0 || diverged || fileBytes > compactAtBytes) {
       if (diverged || fileBytes > compactAtBytes) {
-        // Everything queued is already reflected in memory, which the rewrite copies.
+        // The snapshot already holds everything queued so far, so the queue is
+        // dropped in the same tick; records queued from now on follow the
+        // snapshot in the new file. A failed rewrite sets `diverged` again.
         pending = [];
         pendingBytes = 0;
-        await compact();
+        diverged = false;
+        await compact(buffer.snapshot());
         continue;
       }
       const batch = Buffer.concat(pending);
@@ -271,7 +271,8 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
       })
       .finally(() => {
         pumping = undefined;
-        if ((pending.length > 0 || unsynced) && !closed && failure === undefined) kick();
+        // Only new records re-run the pump; a pending sync has its own timer.
+        if ((pending.length > 0 || diverged) && !closed && failure === undefined) kick();
       });
   };
 
