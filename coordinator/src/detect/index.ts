@@ -1,0 +1,18 @@
+/** Failure detection: phi-accrual liveness per component, proposed through the log by the leader. */
+export {
+  createDetectorSet,
+  type DetectorSet,
+  type DetectorSetOptions,
+  defaultDetectorSetOptions,
+  type LivenessTransition,
+} from "./detector-set.ts";
+export {
+  createLivenessTracker,
+  defaultLivenessOptions,
+  type LivenessOptions,
+  type LivenessState,
+  type LivenessTracker,
+  type LivenessVerdict,
+  validateLivenessOptions,
+} from "./liveness.ts";
+export { createIntervalStats, type IntervalStats, phiOf } from "./phi.ts";

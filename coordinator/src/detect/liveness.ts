@@ -1,0 +1,225 @@
+/**
+ * Liveness of one component from its heartbeat arrivals: phi accrual plus
+ * absolute guards, as a small state machine.
+ *
+ *   unknown ──arrival──▶ alive ──silence──▶ suspect ──silence──▶ down
+ *                          ▲  ◀──arrival───────┘                   │
+ *                          └──── recoverAfterArrivals arrivals ────┘
+ *
+ * Rules (silence = time since the last arrival, minus coordinator stall):
+ * - suspect when phi >= suspectPhi AND silence >= suspectAfterMissed
+ *   expected intervals;
+ * - down when (phi >= downPhi AND silence >= downAfterMissed intervals) OR
+ *   silence >= downAfterIntervalsMax intervals. The second clause bounds the
+ *   detection time whatever jitter the history holds: at the defaults
+ *   (250 ms heartbeats) a silent component is down after at most 900 ms of
+ *   silence, so within 1 s of a hard stop given a 50 ms evaluation tick.
+ * - The missed-heartbeat minimums stop phi alone from tripping on a
+ *   near-constant history (tiny std-dev makes phi explode just after the
+ *   mean); `minStdDevMs` floors the std-dev for the same reason.
+ * - Coordinator stall: the caller passes a running total of milliseconds the
+ *   coordinator's own event loop was stalled. Stall time that elapsed since
+ *   the last arrival is not counted as silence (heartbeats that arrived during
+ *   a stall are queued in the socket, not missing), nor as interval length.
+ * - Before the grace deadline (new leader: agents are still reconnecting) a
+ *   tracker never becomes suspect or down; a tracker that never heard an
+ *   arrival counts silence from the grace deadline.
+ * - Recovery from down needs `recoverAfterArrivals` arrivals, so one stray
+ *   packet from a dying host does not flap it back to alive. Intervals that
+ *   span a down period are not recorded (they are outages, not jitter).
+ *
+ * Pure: every time is an argument (monotonic milliseconds).
+ */
+import { createIntervalStats, type IntervalStats, phiOf } from "./phi.ts";
+
+export type LivenessState = "unknown" | "alive" | "suspect" | "down";
+
+export interface LivenessOptions {
+  /** Interval at which the agent promises a report (Welcome.heartbeat_interval_ms). */
+  heartbeatIntervalMs: number;
+  /** Floor of the inter-arrival std-dev used by phi. */
+  minStdDevMs: number;
+  /** Inter-arrival intervals kept for mean/std-dev. */
+  intervalHistory: number;
+  /** Below this many recorded intervals, mean/std-dev come from heartbeatIntervalMs. */
+  bootstrapIntervals: number;
+  suspectPhi: number;
+  downPhi: number;
+  /** Silence needed for suspect, in expected heartbeat intervals. */
+  suspectAfterMissed: number;
+  /** Silence needed for down (together with downPhi), in expected intervals. */
+  downAfterMissed: number;
+  /** Silence that always means down, in expected intervals (bounds detection time). */
+  downAfterIntervalsMax: number;
+  /** Arrivals needed to leave down. */
+  recoverAfterArrivals: number;
+}
+
+export const defaultLivenessOptions: Readonly<LivenessOptions> = {
+  heartbeatIntervalMs: 250,
+  minStdDevMs: 50,
+  intervalHistory: 100,
+  bootstrapIntervals: 4,
+  suspectPhi: 5,
+  downPhi: 10,
+  suspectAfterMissed: 2,
+  downAfterMissed: 3,
+  downAfterIntervalsMax: 3.6,
+  recoverAfterArrivals: 2,
+};
+
+export function validateLivenessOptions(o: LivenessOptions): void {
+  const check = (ok: boolean, field: keyof LivenessOptions, want: string) => {
+    if (!ok) throw new RangeError(`liveness.${field}: must be ${want}, got ${o[field]}`);
+  };
+  check(
+    o.heartbeatIntervalMs >= 10 && o.heartbeatIntervalMs <= 600_000,
+    "heartbeatIntervalMs",
+    "10..600000",
+  );
+  check(o.minStdDevMs > 0, "minStdDevMs", "> 0");
+  check(
+    Number.isInteger(o.bootstrapIntervals) && o.bootstrapIntervals >= 1,
+    "bootstrapIntervals",
+    "an integer >= 1",
+  );
+  check(o.suspectPhi > 0, "suspectPhi", "> 0");
+  check(o.downPhi >= o.suspectPhi, "downPhi", `>= suspectPhi (${o.suspectPhi})`);
+  check(o.suspectAfterMissed >= 1, "suspectAfterMissed", ">= 1");
+  check(
+    o.downAfterMissed >= o.suspectAfterMissed,
+    "downAfterMissed",
+    `>= suspectAfterMissed (${o.suspectAfterMissed})`,
+  );
+  check(
+    o.downAfterIntervalsMax >= o.downAfterMissed,
+    "downAfterIntervalsMax",
+    `>= downAfterMissed (${o.downAfterMissed})`,
+  );
+  check(
+    Number.isInteger(o.recoverAfterArrivals) && o.recoverAfterArrivals >= 1,
+    "recoverAfterArrivals",
+    "an integer >= 1",
+  );
+}
+
+export interface LivenessVerdict {
+  readonly state: LivenessState;
+  /** Suspicion level at evaluation time (0 when no arrival is expected yet). */
+  readonly phi: number;
+  /** Silence, stall excluded, in ms. */
+  readonly silenceMs: number;
+  /** Silence in expected heartbeat intervals, floored. */
+  readonly missed: number;
+}
+
+export interface LivenessTracker {
+  readonly state: LivenessState;
+  /** Records a heartbeat arrival at `tMs` (monotonic) with the stall total at that time. */
+  arrival(tMs: number, stallTotalMs: number): void;
+  /** Evaluates at `tMs` and moves the state; returns the verdict. */
+  evaluate(tMs: number, stallTotalMs: number): LivenessVerdict;
+  /** Changes the expected heartbeat interval (a new Welcome); keeps history. */
+  setHeartbeatIntervalMs(ms: number): void;
+  /** Restarts as unknown with a grace deadline (new leadership), forgetting history. */
+  reset(graceUntilMs: number, stallTotalMs: number): void;
+}
+
+export function createLivenessTracker(
+  options: LivenessOptions,
+  graceUntilMs: number,
+  stallTotalMs: number,
+): LivenessTracker {
+  const o = { ...options };
+  const intervals: IntervalStats = createIntervalStats(o.intervalHistory);
+  let state: LivenessState = "unknown";
+  // Reference point for silence: last arrival, or the grace deadline if none.
+  let lastMs = graceUntilMs;
+  let stallAtLast = stallTotalMs;
+  let graceUntil = graceUntilMs;
+  let heard = false;
+  let recoverCount = 0;
+
+  const silenceAt = (tMs: number, stallTotal: number) =>
+    Math.max(0, tMs - lastMs - Math.max(0, stallTotal - stallAtLast));
+
+  const phiAt = (silenceMs: number) => {
+    let mean: number;
+    let sd: number;
+    if (intervals.count < o.bootstrapIntervals) {
+      mean = o.heartbeatIntervalMs;
+      sd = Math.max(o.minStdDevMs, o.heartbeatIntervalMs / 4);
+    } else {
+      mean = intervals.mean();
+      sd = Math.max(o.minStdDevMs, intervals.stdDev());
+    }
+    return phiOf(silenceMs, mean, sd);
+  };
+
+  return {
+    get state() {
+      return state;
+    },
+    arrival(tMs, stallTotal) {
+      if (heard && tMs >= lastMs && state !== "down") {
+        const interval = silenceAt(tMs, stallTotal);
+        // An interval longer than the down bound is an outage the detector
+        // already judged; it would only widen the distribution.
+        if (interval < o.downAfterIntervalsMax * o.heartbeatIntervalMs) intervals.add(interval);
+      }
+      if (tMs >= lastMs || !heard) {
+        lastMs = tMs;
+        stallAtLast = stallTotal;
+      }
+      heard = true;
+      if (state === "down") {
+        recoverCount++;
+        if (recoverCount >= o.recoverAfterArrivals) {
+          state = "alive";
+          recoverCount = 0;
+          intervals.clear();
+        }
+      } else {
+        state = "alive";
+      }
+    },
+    evaluate(tMs, stallTotal) {
+      const silenceMs = silenceAt(tMs, stallTotal);
+      const missed = Math.floor(silenceMs / o.heartbeatIntervalMs);
+      if (tMs < graceUntil || (!heard && tMs < lastMs)) {
+        return { state, phi: 0, silenceMs, missed };
+      }
+      const intervalsSilent = silenceMs / o.heartbeatIntervalMs;
+      // phi is only computed once silence passes the suspect minimum: below it
+      // no transition is possible, and this keeps a sweep over many
+      // components cheap.
+      const phi = intervalsSilent >= o.suspectAfterMissed ? phiAt(silenceMs) : 0;
+      const down =
+        intervalsSilent >= o.downAfterIntervalsMax ||
+        (intervalsSilent >= o.downAfterMissed && phi >= o.downPhi);
+      if (down) {
+        // Arrivals counted towards recovery are stale once silence is back
+        // past the down bound.
+        recoverCount = 0;
+        state = "down";
+      } else if (state === "alive" || state === "unknown") {
+        if (intervalsSilent >= o.suspectAfterMissed && phi >= o.suspectPhi && heard) {
+          state = "suspect";
+        }
+      }
+      return { state, phi, silenceMs, missed };
+    },
+    setHeartbeatIntervalMs(ms) {
+      o.heartbeatIntervalMs = ms;
+    },
+    reset(graceUntilMs2, stallTotal) {
+      state = "unknown";
+      lastMs = graceUntilMs2;
+      graceUntil = graceUntilMs2;
+      stallAtLast = stallTotal;
+      heard = false;
+      recoverCount = 0;
+      intervals.clear();
+    },
+  };
+}
