@@ -1,0 +1,275 @@
+/**
+ * The handover orchestrator on a real single-node coordinator (real Raft
+ * commits): the state machine's order, compare-and-set, abort with rollback
+ * on a failing step, the reactive path on a DOWN primary, and resuming an
+ * open handover from the log after a restart. Effects are recorded, not
+ * performed (the end-to-end test drives real packager processes).
+ */
+import assert from "node:assert/strict";
+import { silentLogger } from "../../common/log.ts";
+import {
+  createOrchestrator,
+  type HandoverEffects,
+  type Orchestrator,
+} from "../../coordinator/src/act/orchestrator.ts";
+import {
+  ComponentRole,
+  ComponentStatus,
+} from "../../proto/gen/understudy/common/v1/component_pb.ts";
+import { HandoverReason, HandoverState } from "../../proto/gen/understudy/common/v1/handover_pb.ts";
+import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { startSingleNode } from "../support/single-node.ts";
+
+type Node = Awaited<ReturnType<typeof startSingleNode>>;
+
+function recordingEffects(opts: { failReplicate?: boolean; edge?: () => number } = {}) {
+  const calls: string[] = [];
+  let edge = 40;
+  const effects: HandoverEffects = {
+    async ensureRunning(c) {
+      calls.push(`ensure ${c.id}`);
+    },
+    async assign(c, stream, renditions, role, epoch) {
+      calls.push(`assign ${c.id} ${stream.spec?.id} ${renditions.join(",")} ${role} e${epoch}`);
+    },
+    async unassign(c, streamId) {
+      calls.push(`unassign ${c.id} ${streamId}`);
+    },
+    async replicate(to, from, _s, rendition) {
+      calls.push(`replicate ${to.id}<-${from.id} ${rendition}`);
+      if (opts.failReplicate) return { latestMsn: edge, verified: false, copied: 3 };
+      return { latestMsn: edge, verified: true, copied: 3 };
+    },
+    async latestMsn() {
+      edge += 1; // the live edge advances as the test polls
+      return opts.edge ? opts.edge() : edge;
+    },
+    async drain(c) {
+      calls.push(`drain ${c.id}`);
+    },
+  };
+  return { effects, calls };
+}
+
+async function waitFor(pred: () => boolean, what: string, timeoutMs = 5000) {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function seed(node: Node) {
+  const c = node.cluster;
+  for (const [id, zone] of [
+    ["pkg-a", "z1"],
+    ["pkg-b", "z2"],
+    ["pkg-c", "z1"],
+  ] as const) {
+    assert.ok(
+      (
+        await c.propose({
+          op: {
+            case: "registerComponent",
+            value: {
+              componentId: id,
+              role: ComponentRole.PACKAGER,
+              labels: { region: "eu", zone },
+              baseUrl: `http://${id}`,
+            },
+          },
+        })
+      ).ok,
+    );
+  }
+  const spec = {
+    id: "live-1",
+    renditions: [
+      {
+        id: "360p",
+        bandwidthBps: 700_000n,
+        width: 640,
+        height: 360,
+        frameRate: 30,
+        codecs: "avc1.42c01e",
+      },
+      {
+        id: "180p",
+        bandwidthBps: 300_000n,
+        width: 320,
+        height: 180,
+        frameRate: 30,
+        codecs: "avc1.42c01e",
+      },
+    ],
+    shardDurationMs: 500,
+    segmentPolicy: {
+      segmentDurationTargetMs: 2000,
+      segmentDurationMinMs: 500,
+      segmentDurationMaxMs: 4000,
+      partDurationMs: 500,
+    },
+    replicationFactor: 1,
+    latencyMode: LatencyMode.LOW_LATENCY,
+  };
+  assert.ok((await c.propose({ op: { case: "createStream", value: { spec } } })).ok);
+  const assignments = spec.renditions.map((r) => ({
+    renditionId: r.id,
+    primaryPackagerId: "pkg-a",
+    replicaPackagerIds: [],
+  }));
+  assert.ok(
+    (
+      await c.propose({
+        op: { case: "setAssignments", value: { streamId: "live-1", assignments } },
+      })
+    ).ok,
+  );
+  assert.ok(
+    (
+      await c.propose({
+        op: {
+          case: "setShardMap",
+          value: {
+            streamId: "live-1",
+            ranges: [{ firstShard: 0n, encoderId: "enc-1", replicaPackagerIds: ["pkg-a"] }],
+          },
+        },
+      })
+    ).ok,
+  );
+}
+
+describe("handover orchestrator (real single-node Raft, recorded effects)", function () {
+  this.timeout(20_000);
+  let node: Node;
+  let orch: Orchestrator | undefined;
+  beforeEach(async () => {
+    node = await startSingleNode();
+    await seed(node);
+  });
+  afterEach(async () => {
+    orch?.stop();
+    orch = undefined;
+    await node.cleanup();
+  });
+
+  it("drives a predicted handover through every state to completion", async () => {
+    const { effects, calls } = recordingEffects();
+    orch = createOrchestrator({ cluster: node.cluster, effects, log: silentLogger });
+    const states: HandoverState[] = [];
+    node.cluster.fsm.onChange((changes) => {
+      for (const ch of changes)
+        if (ch.kind === "handover") states.push(node.cluster.fsm.handover(ch.id)!.state);
+    });
+    orch.onPrediction("pkg-a", 0.97, "memory leak");
+    await waitFor(
+      () => node.cluster.fsm.handovers().some((h) => h.state === HandoverState.COMPLETED),
+      "completion",
+    );
+    const h = node.cluster.fsm.handovers()[0]!;
+    assert.equal(h.reason, HandoverReason.PREDICTED);
+    assert.equal(h.fromComponentId, "pkg-a");
+    // pkg-b wins: a different zone from the failing pkg-a, same region.
+    assert.equal(h.toComponentId, "pkg-b");
+    assert.deepEqual(states, [
+      HandoverState.BEGUN,
+      HandoverState.STANDBY_READY,
+      HandoverState.PRE_STITCHED,
+      HandoverState.NOTIFIED,
+      HandoverState.SWITCHED,
+      HandoverState.COMPLETED,
+    ]);
+    assert.ok(h.switchMsn > 40n, "switch point is ahead of the live edge");
+    assert.ok(calls.includes("ensure pkg-b"));
+    assert.ok(calls.some((c) => c.startsWith("assign pkg-b live-1 360p,180p replica")));
+    assert.ok(
+      calls.includes("replicate pkg-b<-pkg-a 360p") &&
+        calls.includes("replicate pkg-b<-pkg-a 180p"),
+    );
+    await waitFor(() => calls.includes("drain pkg-a"), "drain of the old primary");
+    const a = node.cluster.fsm.assignments("live-1")!.assignments;
+    assert.deepEqual(
+      a.map((x) => [x.renditionId, x.primaryPackagerId, x.firstMsn]),
+      [
+        ["360p", "pkg-b", h.switchMsn],
+        ["180p", "pkg-b", h.switchMsn],
+      ],
+    );
+    // Dual ingest moved with the handover: encoders now push to pkg-b only.
+    assert.deepEqual(node.cluster.fsm.shardMap("live-1")!.ranges[0]!.replicaPackagerIds, ["pkg-b"]);
+  });
+
+  it("aborts and rolls back when pre-stitching fails checksum verification", async () => {
+    const { effects, calls } = recordingEffects({ failReplicate: true });
+    orch = createOrchestrator({ cluster: node.cluster, effects, log: silentLogger });
+    await orch.begin({
+      streamId: "live-1",
+      fromComponentId: "pkg-a",
+      toComponentId: "pkg-c",
+      reason: HandoverReason.OPERATOR,
+    });
+    await waitFor(() => node.cluster.fsm.handovers()[0]?.state === HandoverState.ABORTED, "abort");
+    const h = node.cluster.fsm.handovers()[0]!;
+    assert.match(h.error, /STANDBY_READY: .*checksum/);
+    await waitFor(() => calls.includes("unassign pkg-c live-1"), "rollback");
+    assert.equal(
+      node.cluster.fsm.assignments("live-1")!.assignments[0]!.primaryPackagerId,
+      "pkg-a",
+      "primary unchanged",
+    );
+  });
+
+  it("starts the reactive path when the primary is declared DOWN", async () => {
+    const { effects } = recordingEffects();
+    orch = createOrchestrator({ cluster: node.cluster, effects, log: silentLogger });
+    await node.cluster.propose({
+      op: {
+        case: "updateComponentStatus",
+        value: { componentId: "pkg-a", status: ComponentStatus.DOWN, reason: "missed heartbeats" },
+      },
+    });
+    await waitFor(
+      () => node.cluster.fsm.handovers().some((h) => h.state === HandoverState.COMPLETED),
+      "completion",
+    );
+    assert.equal(node.cluster.fsm.handovers()[0]!.reason, HandoverReason.DETECTED_FAILURE);
+  });
+
+  it("a new orchestrator (as after a leader change) resumes an open handover from the log", async () => {
+    const first = recordingEffects({ edge: () => 10 });
+    // The first one stalls in NOTIFIED: the standby never reaches the switch segment.
+    const o1 = createOrchestrator({
+      cluster: node.cluster,
+      effects: first.effects,
+      log: silentLogger,
+      stepDeadlineMs: 60_000,
+    });
+    await o1.begin({
+      streamId: "live-1",
+      fromComponentId: "pkg-a",
+      toComponentId: "pkg-b",
+      reason: HandoverReason.OPERATOR,
+    });
+    await waitFor(
+      () => node.cluster.fsm.handovers()[0]?.state === HandoverState.NOTIFIED,
+      "notified",
+    );
+    o1.stop();
+    const second = recordingEffects();
+    orch = createOrchestrator({
+      cluster: node.cluster,
+      effects: second.effects,
+      log: silentLogger,
+    });
+    await waitFor(
+      () => node.cluster.fsm.handovers()[0]?.state === HandoverState.COMPLETED,
+      "completion by the successor",
+    );
+    // The successor did not repeat the earlier steps' effects.
+    assert.ok(
+      !second.calls.some((c) => c.startsWith("assign") || c.startsWith("replicate")),
+      second.calls.join("; "),
+    );
+  });
+});
