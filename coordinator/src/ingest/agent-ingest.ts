@@ -1,0 +1,958 @@
+/**
+ * AgentService on the coordinator: the leader's end of every agent stream
+ * (protocol in proto/understudy/agent/v1/agent.proto).
+ *
+ * Contracts:
+ * - A follower answers the first message with Redirect and ends the stream
+ *   (OK). The leader expects Hello first, validates it, registers or
+ *   refreshes the component through the Raft log when something changed, and
+ *   answers Welcome. Losing leadership ends every stream with UNAVAILABLE.
+ * - One live stream per component. The same agent instance reconnecting
+ *   replaces its old stream; a different instance is refused with
+ *   ALREADY_EXISTS while the open stream is fresh (a second agent configured
+ *   with the same component id), and takes over once the open stream has
+ *   been silent for `staleStreamMs` (a half-open TCP connection of a dead
+ *   agent).
+ * - Dedupe: per (component, agent instance) the leader keeps a watermark, the
+ *   highest sequence ingested. Reports arrive in order on a stream, so a
+ *   sequence at or below the watermark is a duplicate (replay): dropped,
+ *   counted, still acked. A jump above watermark + 1 means the agent's buffer
+ *   lost reports (counted as gaps). Watermarks survive reconnects and leader
+ *   changes on this node, and are restored from history files at start, so
+ *   replays never double-count.
+ * - Ack: the watermark is sent at most every `ackIntervalMs` per stream, and
+ *   at once when a replay ends (first live report after replayed ones). An
+ *   Ack means "in this leader's memory window"; history files get the bucket
+ *   when it closes (so a restarted leader asks for the rest again).
+ * - Clock skew: a live report whose timestamp is more than `clockSkewMaxMs`
+ *   from the coordinator clock is flagged (counted) and kept at the
+ *   coordinator's receive time; later reports of that instance are shifted
+ *   by the same offset. Replayed reports are kept at their (offset) time
+ *   unless in the future or older than `replayAgeMaxMs`.
+ * - Bad input never crashes the server: every violation ends the stream with
+ *   a specific gRPC error (and is counted by reason) or is a counted flag.
+ *   Oversized messages are refused by the RPC server (readMaxBytes) with
+ *   RESOURCE_EXHAUSTED before they reach this code.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../../common/clock.ts";
+import { Code, ConnectError, errorMessage, invalidArgument } from "../../../common/errors.ts";
+import type { Logger } from "../../../common/log.ts";
+import {
+  type AgentMessage,
+  type AgentService,
+  type DirectiveResult,
+  type DirectiveSchema,
+  type Hello,
+  ProbeKind,
+  type Report,
+} from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import type {
+  Component,
+  ComponentRole,
+} from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+import type { ComponentCluster } from "./cluster.ts";
+import { notLeaderMessage } from "./cluster.ts";
+import {
+  createHistoryWriter,
+  type HistoryFileLimits,
+  type HistoryReadStats,
+  type HistoryWriter,
+  type HistoryWriterStats,
+  readHistory,
+} from "./history-files.ts";
+import { createOutbox, type Outbox, type OutMessage } from "./outbox.ts";
+import {
+  type ComponentSeries,
+  componentBytesMax,
+  createComponentSeries,
+  defaultSeriesStoreLimits,
+  type SampleLabels,
+  type SeriesStoreLimits,
+  validateSeriesStoreLimits,
+} from "./series-store.ts";
+import {
+  quote,
+  type Rejection,
+  type RejectReason,
+  rejectReasons,
+  roleName,
+  validateHello,
+  validateReport,
+} from "./validate.ts";
+
+export interface AgentIngestLimits extends SeriesStoreLimits {
+  /** Components whose metrics are held; beyond it the least recently seen non-streaming one is evicted. */
+  componentsMax: number;
+  samplesPerReportMax: number;
+  probesPerReportMax: number;
+  /**
+   * Largest encoded Report, announced in Welcome. The RPC server serving this
+   * service must use readMaxBytes = reportBytesMax + AGENT_MESSAGE_OVERHEAD_BYTES
+   * (see `agentIngestReadMaxBytes`), which makes bigger reports fail with
+   * RESOURCE_EXHAUSTED.
+   */
+  reportBytesMax: number;
+  clockSkewMaxMs: number;
+  replayAgeMaxMs: number;
+  ackIntervalMs: number;
+  /** Announced in Welcome; the failure detector expects reports this often. */
+  heartbeatIntervalMs: number;
+  /** 0 = accept the agent's requested sampling interval; else announce this one. */
+  samplingIntervalMsOverride: number;
+  /** An open stream silent this long may be taken over by another agent instance. */
+  staleStreamMs: number;
+  /** Watermarks kept (agent instances); oldest dropped beyond it. */
+  instancesMax: number;
+  /** Queued outbound messages per stream (directives). */
+  outboxMessagesMax: number;
+  /** Redirect.retry_after_ms when no leader is known. */
+  redirectRetryAfterMs: number;
+  /** History files are flushed (written) this often. */
+  historyFlushIntervalMs: number;
+}
+
+export const defaultAgentIngestLimits: Readonly<AgentIngestLimits> = {
+  ...defaultSeriesStoreLimits,
+  componentsMax: 25_000,
+  samplesPerReportMax: 512,
+  probesPerReportMax: 64,
+  reportBytesMax: 1024 * 1024,
+  clockSkewMaxMs: 30_000,
+  replayAgeMaxMs: 6 * 3_600_000,
+  ackIntervalMs: 1000,
+  heartbeatIntervalMs: 250,
+  samplingIntervalMsOverride: 0,
+  staleStreamMs: 2000,
+  instancesMax: 50_000,
+  outboxMessagesMax: 64,
+  redirectRetryAfterMs: 1000,
+  historyFlushIntervalMs: 1000,
+};
+
+/** Bytes an AgentMessage adds around its Report (oneof tag + length varint), rounded up. */
+export const AGENT_MESSAGE_OVERHEAD_BYTES = 16;
+
+/** readMaxBytes for the RPC server that serves this AgentService. */
+export function agentIngestReadMaxBytes(limits: Partial<AgentIngestLimits> = {}): number {
+  return (
+    (limits.reportBytesMax ?? defaultAgentIngestLimits.reportBytesMax) +
+    AGENT_MESSAGE_OVERHEAD_BYTES
+  );
+}
+
+/** A sample as ingest stores it (wire MetricSample, or derived from probes/arrivals). */
+export interface IngestSample {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  readonly labels: SampleLabels;
+}
+
+export interface IngestedReport {
+  readonly componentId: string;
+  readonly role: ComponentRole;
+  /** Report time after skew handling (coordinator clock, unix ms). */
+  readonly tMs: number;
+  readonly sequence: number;
+  readonly replayed: boolean;
+  readonly heartbeatOnly: boolean;
+  /** Wire samples, then samples derived from probes and from the arrival interval. */
+  readonly samples: readonly IngestSample[];
+}
+
+export interface IngestStats {
+  activeStreams: number;
+  components: number;
+  reports: number;
+  samples: number;
+  replayedReports: number;
+  duplicateReports: number;
+  /** Reports lost in agents' buffers (sequence jumps). */
+  gapReports: number;
+  skewedReports: number;
+  /** Samples not stored because a component hit seriesPerComponentMax. */
+  droppedSamples: number;
+  lateSamples: number;
+  rejected: Record<RejectReason, number>;
+  redirects: number;
+  registrations: number;
+  streamsReplaced: number;
+  componentsEvicted: number;
+  directiveResults: number;
+  history: HistoryWriterStats | undefined;
+  historyLoaded: HistoryReadStats | undefined;
+}
+
+export interface AgentIngestOptions {
+  cluster: ComponentCluster;
+  clock: Clock;
+  log: Logger;
+  /** Directory for history files; omitted = memory only. */
+  historyDir?: string;
+  limits?: Partial<AgentIngestLimits>;
+  historyFiles?: Partial<HistoryFileLimits>;
+  /** Run maintain() on a timer (default true). Tests pass false and call it. */
+  autoMaintain?: boolean;
+  /** Timeout of RegisterComponent proposals. Default 3000. */
+  proposeTimeoutMs?: number;
+}
+
+export interface AgentIngest {
+  /** The AgentService implementation: `serve(AgentService, ingest.service)`. */
+  readonly service: Partial<ServiceImpl<typeof AgentService>>;
+  /** Loads history files, subscribes to leadership changes, starts maintenance. */
+  start(): Promise<void>;
+  /** Ends all streams (UNAVAILABLE), closes open buckets, flushes and closes history. */
+  close(): Promise<void>;
+  /** Liveness proofs (Hello, live reports, directive results) for the failure detector. */
+  onLiveness(listener: (componentId: string, heartbeatIntervalMs: number) => void): () => void;
+  /** Every ingested (non-duplicate) report, after it is in the windows (predictor feed). */
+  onReport(listener: (r: IngestedReport) => void): () => void;
+  onDirectiveResult(listener: (componentId: string, r: DirectiveResult) => void): () => void;
+  /** Metric windows and history of a component (undefined if none held). */
+  component(componentId: string): ComponentSeries | undefined;
+  componentIds(): IterableIterator<string>;
+  /** Last time this node received anything from the component's agent (unix ms, 0 = never). */
+  lastSeenUnixMs(componentId: string): number;
+  isStreaming(componentId: string): boolean;
+  /** Queues a directive on the component's live stream; false if none or its queue is full. */
+  sendDirective(componentId: string, d: MessageInitShape<typeof DirectiveSchema>): boolean;
+  /** Sends due acks, closes idle history buckets, flushes history (the timer calls it). */
+  maintain(): void;
+  /** Writes pending history records now. */
+  flushHistory(): Promise<void>;
+  stats(): IngestStats;
+}
+
+interface Instance {
+  readonly key: string;
+  watermark: number;
+  /** Agent clock minus coordinator clock, from the latest skewed live report (0 = none). */
+  clockOffsetMs: number;
+}
+
+interface Session {
+  readonly outbox: Outbox;
+  componentId: string;
+  instanceId: string;
+  role: ComponentRole;
+  instance: Instance | undefined;
+  welcomed: boolean;
+  closed: boolean;
+  lastArrivalMono: number;
+  lastLiveMono: number;
+  inReplay: boolean;
+  ackedSeq: number;
+  lastAckMono: number;
+  heartbeatIntervalMs: number;
+}
+
+function labelsEqual(a: Component["labels"], h: Hello["labels"]): boolean {
+  const ar = a?.region ?? "";
+  const br = h?.region ?? "";
+  if (ar !== br || (a?.zone ?? "") !== (h?.zone ?? "") || (a?.rack ?? "") !== (h?.rack ?? ""))
+    return false;
+  const ae = a?.extra ?? {};
+  const be = h?.extra ?? {};
+  const ak = Object.keys(ae);
+  if (ak.length !== Object.keys(be).length) return false;
+  return ak.every((k) => ae[k] === be[k]);
+}
+
+function capacityEqual(a: Component["capacity"], h: Hello["capacity"]): boolean {
+  return (
+    (a?.cpuCores ?? 0) === (h?.cpuCores ?? 0) &&
+    (a?.memoryBytes ?? 0n) === (h?.memoryBytes ?? 0n) &&
+    (a?.egressBps ?? 0n) === (h?.egressBps ?? 0n) &&
+    (a?.maxStreams ?? 0) === (h?.maxStreams ?? 0) &&
+    (a?.maxSessions ?? 0) === (h?.maxSessions ?? 0)
+  );
+}
+
+const probeKindName = (k: ProbeKind) => (ProbeKind[k] ?? String(k)).toLowerCase();
+
+export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
+  const { cluster, clock, log } = opts;
+  const limits: AgentIngestLimits = { ...defaultAgentIngestLimits, ...opts.limits };
+  validateSeriesStoreLimits(limits);
+  const proposeTimeoutMs = opts.proposeTimeoutMs ?? 3000;
+
+  const streams = new Map<string, Session>();
+  const metrics = new Map<string, ComponentSeries>();
+  const lastSeen = new Map<string, number>();
+  /** Previous agent instance per component (registration on restart). */
+  const lastInstance = new Map<string, string>();
+  /** Insertion order = age; refreshed on use (delete + set). */
+  const instances = new Map<string, Instance>();
+  const dirtyAcks = new Set<Session>();
+  const livenessListeners = new Set<(id: string, hbMs: number) => void>();
+  const reportListeners = new Set<(r: IngestedReport) => void>();
+  const resultListeners = new Set<(id: string, r: DirectiveResult) => void>();
+  let history: HistoryWriter | undefined;
+  let historyLoaded: HistoryReadStats | undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let unsubscribe: (() => void) | undefined;
+  let leaderTerm = -1;
+  let lastBucketSweepMs = Number.NEGATIVE_INFINITY;
+  let lastHistoryFlushMono = Number.NEGATIVE_INFINITY;
+  let closing = false;
+
+  const rejected = Object.fromEntries(rejectReasons.map((r) => [r, 0])) as Record<
+    RejectReason,
+    number
+  >;
+  const c = {
+    reports: 0,
+    samples: 0,
+    replayedReports: 0,
+    duplicateReports: 0,
+    gapReports: 0,
+    skewedReports: 0,
+    redirects: 0,
+    registrations: 0,
+    streamsReplaced: 0,
+    componentsEvicted: 0,
+    directiveResults: 0,
+    evictedDropped: 0,
+    evictedLate: 0,
+  };
+
+  const reject = (r: Rejection): never => {
+    rejected[r.reason]++;
+    throw r.error;
+  };
+
+  const instanceFor = (componentId: string, instanceId: string): Instance => {
+    const key = `${componentId}/${instanceId}`;
+    let inst = instances.get(key);
+    if (inst !== undefined) {
+      instances.delete(key);
+    } else {
+      inst = { key, watermark: 0, clockOffsetMs: 0 };
+      while (instances.size >= limits.instancesMax) {
+        const oldest = instances.keys().next().value;
+        if (oldest === undefined) break;
+        instances.delete(oldest);
+      }
+    }
+    instances.set(key, inst);
+    return inst;
+  };
+
+  const seriesFor = (componentId: string, create: boolean): ComponentSeries | undefined => {
+    let s = metrics.get(componentId);
+    if (s !== undefined || !create) return s;
+    if (metrics.size >= limits.componentsMax) {
+      let victim: string | undefined;
+      let oldest = Number.POSITIVE_INFINITY;
+      for (const id of metrics.keys()) {
+        if (streams.has(id)) continue;
+        const seen = lastSeen.get(id) ?? 0;
+        if (seen < oldest) {
+          oldest = seen;
+          victim = id;
+        }
+      }
+      if (victim === undefined) return undefined;
+      const v = metrics.get(victim)!;
+      c.evictedDropped += v.droppedSamples;
+      c.evictedLate += v.lateSamples;
+      metrics.delete(victim);
+      lastSeen.delete(victim);
+      c.componentsEvicted++;
+    }
+    s = createComponentSeries(componentId, limits);
+    metrics.set(componentId, s);
+    return s;
+  };
+
+  const sendAck = (s: Session) => {
+    const wm = s.instance?.watermark ?? 0;
+    s.lastAckMono = clock.monotonicMs();
+    dirtyAcks.delete(s);
+    if (wm === s.ackedSeq) return;
+    s.ackedSeq = wm;
+    s.outbox.ack(wm);
+  };
+
+  const closeSession = (s: Session) => {
+    if (s.closed) return;
+    s.closed = true;
+    dirtyAcks.delete(s);
+    if (streams.get(s.componentId) === s) streams.delete(s.componentId);
+  };
+
+  const killSession = (s: Session, err: ConnectError) => {
+    closeSession(s);
+    s.outbox.fail(err);
+  };
+
+  const endAll = (err: ConnectError) => {
+    for (const s of [...streams.values()]) killSession(s, err);
+  };
+
+  const emitLiveness = (s: Session) => {
+    for (const l of livenessListeners) l(s.componentId, s.heartbeatIntervalMs);
+  };
+
+  const needsRegister = (existing: Component | undefined, h: Hello): boolean => {
+    if (existing === undefined) return true;
+    const prev = lastInstance.get(h.componentId);
+    return (
+      existing.host !== h.host ||
+      existing.softwareVersion !== h.softwareVersion ||
+      !labelsEqual(existing.labels, h.labels) ||
+      !capacityEqual(existing.capacity, h.capacity) ||
+      (prev !== undefined && prev !== h.agentInstanceId)
+    );
+  };
+
+  const handleHello = async (s: Session, h: Hello) => {
+    const bad = validateHello(h);
+    if (bad) reject(bad);
+    const id = h.componentId;
+    s.componentId = id;
+    s.instanceId = h.agentInstanceId;
+    s.role = h.role;
+    const nowMono = clock.monotonicMs();
+    const open = streams.get(id);
+    if (open !== undefined && open !== s) {
+      if (open.instanceId === h.agentInstanceId) {
+        killSession(
+          open,
+          new ConnectError(
+            `stream replaced by a newer stream of the same agent instance ${quote(h.agentInstanceId)}`,
+            Code.Aborted,
+          ),
+        );
+        c.streamsReplaced++;
+      } else if (nowMono - open.lastArrivalMono < limits.staleStreamMs) {
+        reject({
+          error: new ConnectError(
+            `component ${quote(id)} is already streaming from agent instance ${quote(open.instanceId)}; refusing instance ${quote(h.agentInstanceId)} (two agents configured with the same component_id?)`,
+            Code.AlreadyExists,
+          ),
+          reason: "component_conflict",
+        });
+      } else {
+        killSession(
+          open,
+          new ConnectError(
+            `stream replaced: silent for ${Math.round(nowMono - open.lastArrivalMono)} ms and agent instance ${quote(h.agentInstanceId)} connected for component ${quote(id)}`,
+            Code.Aborted,
+          ),
+        );
+        c.streamsReplaced++;
+      }
+    }
+    if (seriesFor(id, true) === undefined) {
+      reject({
+        error: new ConnectError(
+          `component ${quote(id)}: this coordinator already holds metrics of ${limits.componentsMax} streaming components (ingest.componentsMax)`,
+          Code.ResourceExhausted,
+        ),
+        reason: "too_many_components",
+      });
+    }
+    // Reserve the component before awaiting, so a racing Hello sees this stream.
+    streams.set(id, s);
+    s.lastArrivalMono = nowMono;
+    lastSeen.set(id, clock.nowMs());
+
+    const existing = cluster.fsm.component(id);
+    if (existing !== undefined && existing.role !== h.role) {
+      reject({
+        error: new ConnectError(
+          `hello.role: component ${quote(id)} is registered as ${roleName(existing.role)}, got ${roleName(h.role)}; fix the agent config or deregister the component first`,
+          Code.FailedPrecondition,
+        ),
+        reason: "role_mismatch",
+      });
+    }
+    if (needsRegister(existing, h)) {
+      let result: Awaited<ReturnType<ComponentCluster["propose"]>>;
+      try {
+        result = await cluster.propose(
+          {
+            op: {
+              case: "registerComponent",
+              value: {
+                componentId: id,
+                role: h.role,
+                host: h.host,
+                labels: h.labels,
+                capacity: h.capacity,
+                softwareVersion: h.softwareVersion,
+                // Hello cannot carry these; keep what is registered.
+                baseUrl: existing?.baseUrl ?? "",
+                controlAddress: existing?.controlAddress ?? "",
+                agentInstanceId: h.agentInstanceId,
+              },
+            },
+          },
+          { timeoutMs: proposeTimeoutMs },
+        );
+      } catch (err) {
+        const code = err instanceof ConnectError ? err.code : Code.Unavailable;
+        reject({
+          error: new ConnectError(
+            `registering component ${quote(id)} failed: ${errorMessage(err)}`,
+            code,
+          ),
+          reason: "registration_failed",
+        });
+        return;
+      }
+      if (!result.ok) {
+        reject({
+          error: new ConnectError(
+            `registering component ${quote(id)} failed: ${result.message}`,
+            result.code,
+          ),
+          reason: "registration_failed",
+        });
+      }
+      c.registrations++;
+    }
+    if (s.closed) return;
+    const l = cluster.leadership();
+    if (!l.isLeader) throw new ConnectError(notLeaderMessage(l), Code.Unavailable);
+    lastInstance.set(id, h.agentInstanceId);
+    s.instance = instanceFor(id, h.agentInstanceId);
+    s.ackedSeq = s.instance.watermark;
+    s.lastAckMono = clock.monotonicMs();
+    s.welcomed = true;
+    s.heartbeatIntervalMs = limits.heartbeatIntervalMs;
+    s.outbox.push({
+      body: {
+        case: "welcome",
+        value: {
+          leaderId: cluster.nodeId,
+          term: BigInt(l.term),
+          coordinatorUnixMs: BigInt(Math.round(clock.nowMs())),
+          samplingIntervalMs:
+            limits.samplingIntervalMsOverride > 0
+              ? limits.samplingIntervalMsOverride
+              : h.samplingIntervalMs,
+          maxReportBytes: limits.reportBytesMax,
+          resumeAfterSequence: BigInt(s.instance.watermark),
+          heartbeatIntervalMs: limits.heartbeatIntervalMs,
+        },
+      },
+    });
+    emitLiveness(s);
+    log.debug("agent stream welcomed", {
+      componentId: id,
+      instance: h.agentInstanceId,
+      resumeAfter: s.instance.watermark,
+    });
+  };
+
+  const derivedSamples = (r: Report, intervalMs: number): IngestSample[] | undefined => {
+    if (r.probes.length === 0 && intervalMs < 0) return undefined;
+    const out: IngestSample[] = [];
+    for (const p of r.probes) {
+      const kind = probeKindName(p.kind);
+      const labels = { target: p.target };
+      out.push({ name: `probe.${kind}.latency_ms`, value: p.latencyMs, unit: "ms", labels });
+      out.push({ name: `probe.${kind}.ok`, value: p.ok ? 1 : 0, unit: "ratio", labels });
+      for (const k in p.values) {
+        out.push({ name: `probe.${kind}.${k}`, value: p.values[k]!, unit: "", labels });
+      }
+    }
+    if (intervalMs >= 0) {
+      out.push({ name: "heartbeat.interval_ms", value: intervalMs, unit: "ms", labels: {} });
+    }
+    return out;
+  };
+
+  const handleReport = (s: Session, r: Report) => {
+    const bad = validateReport(r, limits);
+    if (bad) reject(bad);
+    const inst = s.instance!;
+    const nowWall = clock.nowMs();
+    const nowMono = clock.monotonicMs();
+    s.lastArrivalMono = nowMono;
+    lastSeen.set(s.componentId, nowWall);
+    const seq = Number(r.sequence);
+    const live = !r.replayed;
+    let intervalMs = -1;
+    if (live) {
+      if (s.lastLiveMono >= 0) intervalMs = nowMono - s.lastLiveMono;
+      s.lastLiveMono = nowMono;
+    }
+
+    if (seq <= inst.watermark) {
+      c.duplicateReports++;
+      if (live) emitLiveness(s);
+      if (nowMono - s.lastAckMono >= limits.ackIntervalMs) sendAck(s);
+      else dirtyAcks.add(s);
+      return;
+    }
+    if (inst.watermark > 0 && seq > inst.watermark + 1) c.gapReports += seq - inst.watermark - 1;
+
+    const ts = Number(r.timestampUnixMs);
+    let tMs: number;
+    if (live) {
+      const off = ts - nowWall;
+      if (Math.abs(off) > limits.clockSkewMaxMs) {
+        c.skewedReports++;
+        inst.clockOffsetMs = off;
+      } else {
+        inst.clockOffsetMs = 0;
+      }
+      tMs = ts - inst.clockOffsetMs;
+    } else {
+      tMs = ts - inst.clockOffsetMs;
+      if (tMs > nowWall + limits.clockSkewMaxMs || tMs < nowWall - limits.replayAgeMaxMs) {
+        c.skewedReports++;
+        tMs = nowWall;
+      }
+    }
+
+    const derived = derivedSamples(r, intervalMs);
+    const samples: readonly IngestSample[] =
+      derived === undefined
+        ? r.samples
+        : derived.length === 0
+          ? r.samples
+          : [...r.samples, ...derived];
+    if (samples.length > 0) {
+      const store = metrics.get(s.componentId) ?? seriesFor(s.componentId, true);
+      const closed = store?.addReport(tMs, samples, s.instanceId, seq);
+      if (closed !== undefined) history?.append(closed);
+    }
+    c.reports++;
+    c.samples += r.samples.length;
+    if (!live) c.replayedReports++;
+    inst.watermark = seq;
+
+    if (!live) {
+      s.inReplay = true;
+      dirtyAcks.add(s);
+    } else if (s.inReplay) {
+      s.inReplay = false;
+      sendAck(s);
+    } else if (nowMono - s.lastAckMono >= limits.ackIntervalMs) {
+      sendAck(s);
+    } else {
+      dirtyAcks.add(s);
+    }
+    if (live) emitLiveness(s);
+    if (reportListeners.size > 0) {
+      const ev: IngestedReport = {
+        componentId: s.componentId,
+        role: s.role,
+        tMs,
+        sequence: seq,
+        replayed: r.replayed,
+        heartbeatOnly: r.heartbeatOnly,
+        samples,
+      };
+      for (const l of reportListeners) l(ev);
+    }
+  };
+
+  const handleDirectiveResult = (s: Session, d: DirectiveResult) => {
+    if (
+      d.directiveId.length < 1 ||
+      d.directiveId.length > 64 ||
+      !/^[A-Za-z0-9-]+$/.test(d.directiveId)
+    ) {
+      reject({
+        error: invalidArgument(
+          "directive_result.directive_id",
+          `must be 1–64 chars of [A-Za-z0-9-], got ${quote(d.directiveId)}`,
+        ),
+        reason: "directive_result_invalid",
+      });
+    }
+    if (d.message.length > 1024) {
+      reject({
+        error: invalidArgument(
+          "directive_result.message",
+          `at most 1024 chars, got ${d.message.length}`,
+        ),
+        reason: "directive_result_invalid",
+      });
+    }
+    s.lastArrivalMono = clock.monotonicMs();
+    lastSeen.set(s.componentId, clock.nowMs());
+    c.directiveResults++;
+    emitLiveness(s);
+    for (const l of resultListeners) l(s.componentId, d);
+  };
+
+  const handleMessage = (s: Session, m: AgentMessage) => {
+    switch (m.body.case) {
+      case "report":
+        handleReport(s, m.body.value);
+        return;
+      case "directiveResult":
+        handleDirectiveResult(s, m.body.value);
+        return;
+      case "hello":
+        reject({
+          error: invalidArgument(
+            "hello",
+            "a second hello on one stream; open a new stream instead",
+          ),
+          reason: "second_hello",
+        });
+        return;
+      default:
+        reject({
+          error: invalidArgument("body", "required: one of hello, report, directive_result"),
+          reason: "empty_body",
+        });
+    }
+  };
+
+  const toConnectError = (err: unknown): ConnectError => {
+    if (err instanceof ConnectError) return err;
+    // A bug, not bad input: log loudly, answer INTERNAL, keep serving others.
+    log.error("agent stream handler failed", { err });
+    return new ConnectError(`internal error: ${errorMessage(err)}`, Code.Internal);
+  };
+
+  async function* connect(
+    requests: AsyncIterable<AgentMessage>,
+    _ctx: HandlerContext,
+  ): AsyncGenerator<OutMessage> {
+    const it = requests[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done) return;
+    const l = cluster.leadership();
+    if (!l.isLeader || closing) {
+      c.redirects++;
+      yield {
+        body: {
+          case: "redirect",
+          value: {
+            leaderId: l.isLeader ? "" : l.leaderId,
+            leaderAddress: l.isLeader ? "" : l.leaderApiAddress,
+            reason: closing
+              ? "coordinator shutting down"
+              : l.leaderId === ""
+                ? "no leader elected"
+                : "not leader",
+            retryAfterMs: l.leaderApiAddress === "" || closing ? limits.redirectRetryAfterMs : 0,
+          },
+        },
+      };
+      return;
+    }
+    const s: Session = {
+      outbox: createOutbox(limits.outboxMessagesMax),
+      componentId: "",
+      instanceId: "",
+      role: 0,
+      instance: undefined,
+      welcomed: false,
+      closed: false,
+      lastArrivalMono: clock.monotonicMs(),
+      lastLiveMono: -1,
+      inReplay: false,
+      ackedSeq: 0,
+      lastAckMono: 0,
+      heartbeatIntervalMs: limits.heartbeatIntervalMs,
+    };
+    const reader = async () => {
+      try {
+        const m = first.value;
+        if (m.body.case !== "hello") {
+          if (m.body.case === undefined) {
+            reject({
+              error: invalidArgument("body", "required; the first message must be hello"),
+              reason: "empty_body",
+            });
+          }
+          reject({
+            error: invalidArgument("body", `first message must be hello, got ${m.body.case}`),
+            reason: "first_not_hello",
+          });
+        }
+        await handleHello(s, m.body.value as Hello);
+        // Bounded by the stream: one iteration per received message.
+        for (;;) {
+          if (s.closed) return;
+          const n = await it.next();
+          if (n.done || s.closed) break;
+          handleMessage(s, n.value);
+        }
+        closeSession(s);
+        s.outbox.end();
+      } catch (err) {
+        const wasClosed = s.closed;
+        closeSession(s);
+        if (!wasClosed) s.outbox.fail(toConnectError(err));
+      }
+    };
+    void reader();
+    try {
+      yield* s.outbox;
+    } finally {
+      closeSession(s);
+    }
+  }
+
+  const maintain = () => {
+    const nowMono = clock.monotonicMs();
+    for (const s of [...dirtyAcks]) {
+      if (s.closed) dirtyAcks.delete(s);
+      else if (nowMono - s.lastAckMono >= limits.ackIntervalMs) sendAck(s);
+    }
+    const nowWall = clock.nowMs();
+    if (nowWall - lastBucketSweepMs >= limits.historyBucketMs) {
+      lastBucketSweepMs = nowWall;
+      // A bucket is closed by the next report; this closes the ones of
+      // components that went quiet, one bucket after they ended.
+      for (const store of metrics.values()) {
+        const rec = store.closeIdle(nowWall - limits.historyBucketMs);
+        if (rec !== undefined) history?.append(rec);
+      }
+    }
+    if (history !== undefined && nowMono - lastHistoryFlushMono >= limits.historyFlushIntervalMs) {
+      lastHistoryFlushMono = nowMono;
+      void history.flush();
+    }
+  };
+
+  const loadHistory = async (dir: string) => {
+    const stats: HistoryReadStats = { files: 0, records: 0, badLines: 0 };
+    const fromMs = clock.nowMs() - limits.historyBucketsPerSeries * limits.historyBucketMs;
+    let n = 0;
+    for await (const rec of readHistory(dir, fromMs, stats)) {
+      const store = seriesFor(rec.componentId, true);
+      store?.loadRecord(rec);
+      if (rec.instanceId !== "" && rec.sequenceHigh > 0) {
+        const inst = instanceFor(rec.componentId, rec.instanceId);
+        if (rec.sequenceHigh > inst.watermark) inst.watermark = rec.sequenceHigh;
+      }
+      // Let the event loop breathe during a large load.
+      if (++n % 2000 === 0) await new Promise((r) => setImmediate(r));
+    }
+    historyLoaded = stats;
+    log.info("metric history loaded", { dir, ...stats, components: metrics.size });
+  };
+
+  return {
+    service: { connect },
+    async start() {
+      log.info("agent ingest starting", {
+        componentsMax: limits.componentsMax,
+        memoryBytesMax: limits.componentsMax * componentBytesMax(limits),
+      });
+      if (opts.historyDir !== undefined) {
+        await loadHistory(opts.historyDir);
+        history = await createHistoryWriter({
+          dir: opts.historyDir,
+          clock,
+          log,
+          limits: opts.historyFiles,
+        });
+      }
+      unsubscribe = cluster.onLeadershipChange((l) => {
+        if (!l.isLeader || (leaderTerm >= 0 && l.term !== leaderTerm)) {
+          if (streams.size > 0) {
+            log.info("ending agent streams: leadership changed", { streams: streams.size });
+          }
+          endAll(
+            new ConnectError(
+              `leadership lost; reconnect. ${notLeaderMessage(l)}`,
+              Code.Unavailable,
+            ),
+          );
+        }
+        leaderTerm = l.isLeader ? l.term : -1;
+      });
+      const l = cluster.leadership();
+      leaderTerm = l.isLeader ? l.term : -1;
+      if (opts.autoMaintain !== false) {
+        timer = setInterval(
+          () => {
+            try {
+              maintain();
+            } catch (err) {
+              log.error("ingest maintenance failed", { err });
+            }
+          },
+          Math.max(20, Math.min(250, limits.ackIntervalMs / 4)),
+        );
+        timer.unref();
+      }
+    },
+    async close() {
+      closing = true;
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      unsubscribe?.();
+      endAll(
+        new ConnectError(
+          "coordinator shutting down; reconnect to another coordinator",
+          Code.Unavailable,
+        ),
+      );
+      if (history !== undefined) {
+        for (const store of metrics.values()) {
+          const rec = store.closeIdle(Number.POSITIVE_INFINITY);
+          if (rec !== undefined) history.append(rec);
+        }
+        await history.close();
+      }
+    },
+    onLiveness(l) {
+      livenessListeners.add(l);
+      return () => livenessListeners.delete(l);
+    },
+    onReport(l) {
+      reportListeners.add(l);
+      return () => reportListeners.delete(l);
+    },
+    onDirectiveResult(l) {
+      resultListeners.add(l);
+      return () => resultListeners.delete(l);
+    },
+    component: (id) => metrics.get(id),
+    componentIds: () => metrics.keys(),
+    lastSeenUnixMs: (id) => lastSeen.get(id) ?? 0,
+    isStreaming: (id) => streams.get(id)?.welcomed === true,
+    sendDirective(id, d) {
+      const s = streams.get(id);
+      if (s === undefined || !s.welcomed || s.closed) return false;
+      return s.outbox.push({ body: { case: "directive", value: d } });
+    },
+    maintain,
+    flushHistory: () => history?.flush() ?? Promise.resolve(),
+    stats() {
+      let dropped = c.evictedDropped;
+      let late = c.evictedLate;
+      for (const s of metrics.values()) {
+        dropped += s.droppedSamples;
+        late += s.lateSamples;
+      }
+      return {
+        activeStreams: streams.size,
+        components: metrics.size,
+        reports: c.reports,
+        samples: c.samples,
+        replayedReports: c.replayedReports,
+        duplicateReports: c.duplicateReports,
+        gapReports: c.gapReports,
+        skewedReports: c.skewedReports,
+        droppedSamples: dropped,
+        lateSamples: late,
+        rejected: { ...rejected },
+        redirects: c.redirects,
+        registrations: c.registrations,
+        streamsReplaced: c.streamsReplaced,
+        componentsEvicted: c.componentsEvicted,
+        directiveResults: c.directiveResults,
+        history: history?.stats(),
+        historyLoaded,
+      };
+    },
+  };
+}
