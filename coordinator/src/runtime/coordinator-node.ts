@@ -33,6 +33,7 @@ import { createChainService } from "../api/chain-service.ts";
 import type { ApplyResult, ClusterHandle, Leadership } from "../api/cluster-handle.ts";
 import { type ClusterAdmin, createClusterService } from "../api/cluster-service.ts";
 import { createHandoverService, type StartHandoverFn } from "../api/handover-service.ts";
+import { handleSteering } from "../api/steering.ts";
 import { createStreamService } from "../api/stream-service.ts";
 import { notLeaderError } from "../api/writes.ts";
 import { createFsm, encodeCommand, type Fsm } from "../fsm/fsm.ts";
@@ -229,6 +230,7 @@ export async function startCoordinatorNode(
     },
   };
 
+  const extraHttp = deps.httpFallback?.(cluster);
   const apiServer = await startRpcServer({
     listen: cfg.apiListen,
     readMaxBytes: cfg.api.readMaxBytes,
@@ -239,7 +241,15 @@ export async function startCoordinatorNode(
       serve(HandoverService, createHandoverService(cluster, deps.startHandover?.(cluster))),
       ...(deps.extraServices?.(cluster) ?? []),
     ],
-    fallback: deps.httpFallback?.(cluster),
+    fallback: (req, res) => {
+      const reply = (status: number, headers: Record<string, string>, body: string) => {
+        res.writeHead(status, headers);
+        res.end(req.method === "HEAD" ? "" : body);
+      };
+      if (handleSteering(fsm, req.method, req.url, reply)) return;
+      if (extraHttp) return extraHttp(req, res);
+      reply(404, { "content-type": "text/plain" }, `no route for ${req.method} ${req.url}\n`);
+    },
   });
 
   // Health: the API is SERVING while a leader is known (writes can make progress).
