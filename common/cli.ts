@@ -21,6 +21,10 @@ const commands: Record<string, Command> = {
     summary: "Run the host agent (metrics, probes, allowlisted directives)",
     module: "../agent/src/main.ts",
   },
+  packager: {
+    summary: "Run a packager-node (LL-HLS/HLS/DASH origin or caching edge)",
+    module: "../packager-node/src/main.ts",
+  },
   source: {
     summary: "Run a live source of the encoder pool (loops a CMAF ladder, pushes shards)",
     module: "../packager-node/src/source/main.ts",
