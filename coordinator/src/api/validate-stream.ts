@@ -106,6 +106,12 @@ export function validateStreamSpec(
   if (spec.replicationFactor < 1 || spec.replicationFactor > 5) {
     return invalidArgument(f("replication_factor"), `must be 1–5, got ${spec.replicationFactor}`);
   }
+  if (spec.timelineOriginUnixMs < 0n) {
+    return invalidArgument(
+      f("timeline_origin_unix_ms"),
+      "must be 0 (use the creation time) or a unix ms time",
+    );
+  }
   const pl = spec.placement;
   if (pl) {
     for (const [name, list, max] of [

@@ -31,6 +31,7 @@ import {
 import {
   type Stream,
   StreamSchema,
+  StreamSpecSchema,
   StreamStatus,
 } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
 import {
@@ -143,10 +144,14 @@ export function createFsm(): Fsm {
         if (!spec?.id) return fail(Code.InvalidArgument, "spec.id: required");
         if (streams.has(spec.id))
           return fail(Code.AlreadyExists, `stream "${spec.id}" already exists`);
+        // The timeline origin is fixed at creation (the proposer's clock),
+        // so every replica and encoder numbers segments the same way.
+        const fixed = clone(StreamSpecSchema, spec);
+        if (fixed.timelineOriginUnixMs === 0n) fixed.timelineOriginUnixMs = at;
         streams.set(
           spec.id,
           create(StreamSchema, {
-            spec,
+            spec: fixed,
             version: 1n,
             epoch: 1n,
             createdUnixMs: at,
@@ -168,7 +173,15 @@ export function createFsm(): Fsm {
             `stream "${spec.id}" is at version ${cur.version}, not ${expected}: re-read it and retry`,
           );
         }
-        cur.spec = spec;
+        const origin = cur.spec?.timelineOriginUnixMs ?? 0n;
+        if (spec.timelineOriginUnixMs !== 0n && spec.timelineOriginUnixMs !== origin) {
+          return fail(
+            Code.InvalidArgument,
+            `spec.timeline_origin_unix_ms: immutable after creation (is ${origin}); omit it or send the same value`,
+          );
+        }
+        cur.spec = clone(StreamSpecSchema, spec);
+        cur.spec.timelineOriginUnixMs = origin;
         cur.version += 1n;
         cur.updatedUnixMs = at;
         changes.push({ kind: "stream", id: spec.id, deleted: false });
