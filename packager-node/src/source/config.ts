@@ -51,7 +51,16 @@ export const sourceConfigSchema = s.object({
   /** Subset of the fixture's rendition ids to produce (default: all). */
   renditions: s.optional(s.array(s.string({ pattern: idPattern, hint: idHint }), { minItems: 1 })),
   /** Wall-clock ms of media time 0 (shard 0). Every encoder of the pool and every restart must agree. */
-  timelineOriginMs: s.number({ integer: true, min: 0, max: 8.64e15 }),
+  /** Required unless `coordinator` is set (then the stream's replicated origin is used). */
+  timelineOriginMs: s.optional(s.number({ integer: true, min: 0, max: 8.64e15 })),
+  /**
+   * Follow the coordinator: timeline origin and shard map come from the
+   * stream's chain graph (ChainService.WatchChain); pool/targets/shardMap are
+   * then not allowed.
+   */
+  coordinator: s.optional(
+    s.object({ addresses: s.array(s.hostPort(), { minItems: 1, maxItems: 16 }) }),
+  ),
   pool: s.optional(staticPoolSchema),
   targets: s.optional(s.array(targetUrlSchema, { minItems: 1, maxItems: replicaTargetsMax })),
   /** X-Understudy-Epoch sent with a static pool (shard maps carry their own). */
@@ -69,7 +78,8 @@ export type SourceFileConfig = Infer<typeof sourceConfigSchema>;
 
 export interface SourceConfig
   extends Omit<SourceFileConfig, "pool" | "targets" | "shardMap" | "epoch"> {
-  readonly assignment: Assignment;
+  /** Undefined when following the coordinator (it comes from the chain graph). */
+  readonly assignment: Assignment | undefined;
   /** Absolute, or undefined for the committed ladder. */
   readonly fixtureDir: string | undefined;
 }
@@ -79,8 +89,14 @@ export function resolveSourceConfig(raw: SourceFileConfig, file?: string): Sourc
   const fail = (field: string, problem: string): never => {
     throw new ConfigError(field, problem, file);
   };
-  let assignment: Assignment;
-  if (raw.shardMap) {
+  let assignment: Assignment | undefined;
+  if (raw.coordinator) {
+    for (const f of ["pool", "targets", "shardMap"] as const) {
+      if (raw[f] !== undefined)
+        fail(f, "not allowed with coordinator (the coordinator's shard map decides)");
+    }
+    assignment = undefined;
+  } else if (raw.shardMap) {
     if (raw.pool)
       fail("pool", "not allowed together with shardMap (choose one way to assign shards)");
     if (raw.targets)
@@ -103,6 +119,9 @@ export function resolveSourceConfig(raw: SourceFileConfig, file?: string): Sourc
       pool,
       targets: targets.map((t) => t.replace(/\/+$/, "")),
     };
+  }
+  if (!raw.coordinator && raw.timelineOriginMs === undefined) {
+    fail("timelineOriginMs", "is required unless coordinator is set");
   }
   if (raw.push.backoffMaxMs < raw.push.backoffBaseMs) {
     fail("push.backoffMaxMs", `must be >= push.backoffBaseMs (${raw.push.backoffBaseMs})`);

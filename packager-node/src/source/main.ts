@@ -9,6 +9,7 @@ import { ConnectError } from "../../../common/errors.ts";
 import { createLogger } from "../../../common/log.ts";
 import { loadSourceConfig, type SourceConfig } from "./config.ts";
 import { type Fixture, FixtureError, loadFixture } from "./fixture.ts";
+import { fetchStreamPlan, followChain } from "./follow.ts";
 import { createSource } from "./source.ts";
 import { type StatusServer, startStatusServer } from "./status-server.ts";
 
@@ -60,14 +61,37 @@ export async function main(argv: string[]): Promise<number> {
     { component: "source" },
     config.logLevel === undefined ? {} : { level: config.logLevel },
   );
+  // Following the coordinator: wait for the stream, take its replicated
+  // timeline origin and current shard map, then keep watching the chain.
+  const stopping = new AbortController();
+  const onEarlySignal = () => stopping.abort(new Error("stopped"));
+  process.once("SIGINT", onEarlySignal);
+  process.once("SIGTERM", onEarlySignal);
+  let timelineOriginMs = config.timelineOriginMs;
+  let assignment = config.assignment;
+  const coordinators = config.coordinator?.addresses;
+  if (coordinators) {
+    try {
+      const plan = await fetchStreamPlan(coordinators, config.streamId, logger, stopping.signal);
+      timelineOriginMs ??= plan.timelineOriginMs;
+      // Until the coordinator assigns shards this encoder produces nothing.
+      assignment = plan.map
+        ? { kind: "map", map: plan.map }
+        : { kind: "map", map: { epoch: 0, ranges: [] } };
+    } catch {
+      return 0; // stopped while waiting
+    }
+  }
+  process.off("SIGINT", onEarlySignal);
+  process.off("SIGTERM", onEarlySignal);
   let source: ReturnType<typeof createSource>;
   try {
     source = createSource({
       streamId: config.streamId,
       encoderId: config.encoderId,
       fixture,
-      timelineOriginMs: config.timelineOriginMs,
-      assignment: config.assignment,
+      timelineOriginMs: timelineOriginMs ?? 0,
+      assignment: assignment ?? { kind: "map", map: { epoch: 0, ranges: [] } },
       segmentPush: config.segmentPush,
       limits: config.push,
       catchUpShardsMax: config.catchUpShardsMax,
@@ -82,6 +106,22 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const follower = coordinators
+    ? followChain(
+        coordinators,
+        config.streamId,
+        (map) => {
+          if (map.epoch <= source.status().epoch) return;
+          try {
+            const r = source.setShardMap(map);
+            logger.info("following the coordinator's shard map", r);
+          } catch (err) {
+            logger.warn("shard map from the coordinator refused", { err });
+          }
+        },
+        logger,
+      )
+    : undefined;
   let statusServer: StatusServer | undefined;
   if (config.status) {
     try {
@@ -105,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
     process.on("SIGTERM", on);
   });
   logger.info("stopping", { signal });
+  follower?.stop();
   await source.stop();
   await statusServer?.close();
   return 0;

@@ -1,0 +1,126 @@
+/**
+ * Coordinator-driven encoder pool: the source reads its stream's timeline
+ * origin and shard map from the coordinator (any node: the API is served by
+ * followers too) and follows ChainService.WatchChain, so shard reassignment
+ * after an encoder failure, dual ingest to a handover standby and the move
+ * away from a drained packager all reach the encoders without a restart.
+ * Reconnects with jittered, bounded backoff across the coordinator list.
+ */
+import { createGrpcClient } from "../../../common/grpc-client.ts";
+import type { Logger } from "../../../common/log.ts";
+import {
+  type ChainGraph,
+  ChainService,
+} from "../../../proto/gen/understudy/api/v1/chain_service_pb.ts";
+import { StreamService } from "../../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import type { ShardMap } from "./shard-map.ts";
+
+export interface StreamPlan {
+  readonly timelineOriginMs: number;
+  readonly map: ShardMap | undefined;
+}
+
+/** The source's shard map for a chain graph: replica ids become packager base URLs. */
+export function shardMapOfGraph(graph: ChainGraph): ShardMap | undefined {
+  const urlOf = new Map(graph.nodes.map((n) => [n.componentId, n.baseUrl]));
+  const ranges = graph.shardMap
+    .map((r) => ({
+      firstShard: Number(r.firstShard),
+      lastShard: r.lastShard === undefined ? null : Number(r.lastShard),
+      encoderId: r.encoderId,
+      replicaTargets: r.replicaPackagerIds.map((id) => urlOf.get(id) ?? "").filter((u) => u !== ""),
+    }))
+    .filter((r) => r.replicaTargets.length > 0);
+  if (ranges.length === 0) return undefined;
+  return { epoch: Number(graph.epoch), ranges };
+}
+
+export interface Follower {
+  stop(): void;
+}
+
+const backoffMaxMs = 5000;
+
+/** Waits until the stream exists and returns its origin and first shard map. */
+export async function fetchStreamPlan(
+  addresses: readonly string[],
+  streamId: string,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<StreamPlan> {
+  let attempt = 0;
+  for (;;) {
+    const address = addresses[attempt % addresses.length] as string;
+    const streams = createGrpcClient(StreamService, address);
+    const chains = createGrpcClient(ChainService, address);
+    try {
+      const { stream } = await streams.getStream(
+        { streamId, staleOk: true },
+        { timeoutMs: 2000, signal },
+      );
+      const origin = Number(stream?.spec?.timelineOriginUnixMs || stream?.createdUnixMs || 0n);
+      const { graph } = await chains.getChain({ streamId }, { timeoutMs: 2000, signal });
+      return { timelineOriginMs: origin, map: graph ? shardMapOfGraph(graph) : undefined };
+    } catch (err) {
+      if (signal.aborted) throw err;
+      log.warn("waiting for the stream on the coordinator", { address, err });
+    } finally {
+      streams.close();
+      chains.close();
+    }
+    attempt++;
+    await delay(
+      Math.min(backoffMaxMs, 200 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2),
+      signal,
+    );
+  }
+}
+
+export function followChain(
+  addresses: readonly string[],
+  streamId: string,
+  apply: (map: ShardMap) => void,
+  log: Logger,
+): Follower {
+  const ac = new AbortController();
+  void (async () => {
+    let attempt = 0;
+    while (!ac.signal.aborted) {
+      const address = addresses[attempt % addresses.length] as string;
+      const client = createGrpcClient(ChainService, address, { keepaliveMs: 10_000 });
+      try {
+        for await (const update of client.watchChain({ streamId }, { signal: ac.signal })) {
+          attempt = 0;
+          const map = update.graph ? shardMapOfGraph(update.graph) : undefined;
+          if (map) apply(map);
+        }
+      } catch (err) {
+        if (ac.signal.aborted) return;
+        log.warn("chain watch interrupted; reconnecting", { address, err });
+      } finally {
+        client.close();
+      }
+      attempt++;
+      await delay(
+        Math.min(backoffMaxMs, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2),
+        ac.signal,
+      ).catch(() => undefined);
+    }
+  })();
+  return { stop: () => ac.abort() };
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}
