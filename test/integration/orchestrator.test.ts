@@ -6,12 +6,7 @@
  * performed (the end-to-end test drives real packager processes).
  */
 import assert from "node:assert/strict";
-import { silentLogger } from "../../common/log.ts";
-import {
-  createOrchestrator,
-  type HandoverEffects,
-  type Orchestrator,
-} from "../../coordinator/src/act/orchestrator.ts";
+import type { HandoverEffects } from "../../coordinator/src/act/orchestrator.ts";
 import {
   ComponentRole,
   ComponentStatus,
@@ -143,20 +138,22 @@ async function seed(node: Node) {
 describe("handover orchestrator (real single-node Raft, recorded effects)", function () {
   this.timeout(20_000);
   let node: Node;
-  let orch: Orchestrator | undefined;
-  beforeEach(async () => {
-    node = await startSingleNode();
-    await seed(node);
-  });
+  const start = async (effects: HandoverEffects, reuseDir?: string) => {
+    node = await startSingleNode(
+      { handover: { stepDeadlineMs: 5000 } },
+      { handoverEffects: effects },
+      reuseDir,
+    );
+    if (!reuseDir) await seed(node);
+    return node.controlPlane.orchestrator;
+  };
   afterEach(async () => {
-    orch?.stop();
-    orch = undefined;
     await node.cleanup();
   });
 
   it("drives a predicted handover through every state to completion", async () => {
     const { effects, calls } = recordingEffects();
-    orch = createOrchestrator({ cluster: node.cluster, effects, log: silentLogger });
+    const orch = await start(effects);
     const states: HandoverState[] = [];
     node.cluster.fsm.onChange((changes) => {
       for (const ch of changes)
@@ -202,7 +199,7 @@ describe("handover orchestrator (real single-node Raft, recorded effects)", func
 
   it("aborts and rolls back when pre-stitching fails checksum verification", async () => {
     const { effects, calls } = recordingEffects({ failReplicate: true });
-    orch = createOrchestrator({ cluster: node.cluster, effects, log: silentLogger });
+    const orch = await start(effects);
     await orch.begin({
       streamId: "live-1",
       fromComponentId: "pkg-a",
@@ -222,7 +219,7 @@ describe("handover orchestrator (real single-node Raft, recorded effects)", func
 
   it("starts the reactive path when the primary is declared DOWN", async () => {
     const { effects } = recordingEffects();
-    orch = createOrchestrator({ cluster: node.cluster, effects, log: silentLogger });
+    await start(effects);
     await node.cluster.propose({
       op: {
         case: "updateComponentStatus",
@@ -236,15 +233,10 @@ describe("handover orchestrator (real single-node Raft, recorded effects)", func
     assert.equal(node.cluster.fsm.handovers()[0]!.reason, HandoverReason.DETECTED_FAILURE);
   });
 
-  it("a new orchestrator (as after a leader change) resumes an open handover from the log", async () => {
+  it("after a restart (a new leader term) the open handover resumes from the log", async () => {
     const first = recordingEffects({ edge: () => 10 });
-    // The first one stalls in NOTIFIED: the standby never reaches the switch segment.
-    const o1 = createOrchestrator({
-      cluster: node.cluster,
-      effects: first.effects,
-      log: silentLogger,
-      stepDeadlineMs: 60_000,
-    });
+    // The first run stalls in NOTIFIED: the standby never reaches the switch segment.
+    const o1 = await start(first.effects);
     await o1.begin({
       streamId: "live-1",
       fromComponentId: "pkg-a",
@@ -255,16 +247,15 @@ describe("handover orchestrator (real single-node Raft, recorded effects)", func
       () => node.cluster.fsm.handovers()[0]?.state === HandoverState.NOTIFIED,
       "notified",
     );
-    o1.stop();
+    const dir = node.dir;
+    const termBefore = node.cluster.leadership().term;
+    await node.stop();
     const second = recordingEffects();
-    orch = createOrchestrator({
-      cluster: node.cluster,
-      effects: second.effects,
-      log: silentLogger,
-    });
+    await start(second.effects, dir);
+    assert.ok(node.cluster.leadership().term > termBefore, "a new term");
     await waitFor(
       () => node.cluster.fsm.handovers()[0]?.state === HandoverState.COMPLETED,
-      "completion by the successor",
+      "completion after restart",
     );
     // The successor did not repeat the earlier steps' effects.
     assert.ok(

@@ -18,8 +18,10 @@ import {
 export async function startSingleNode(
   extra: Record<string, unknown> = {},
   deps: Partial<CoordinatorNodeDeps> = {},
+  /** Reuse a data directory (restart); a fresh temp dir otherwise. */
+  reuseDir?: string,
 ): Promise<CoordinatorNode & { dir: string; cleanup(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), "understudy-node-"));
+  const dir = reuseDir ?? mkdtempSync(join(tmpdir(), "understudy-node-"));
   // A lone voter needs its own peer address before it listens: 0 works
   // because nobody dials it.
   const cfg = parseConfig(coordinatorConfigSchema, {

@@ -79,6 +79,12 @@ export interface OrchestratorOptions {
   readonly switchAheadSegments?: number;
   /** Maximum concurrently driven handovers (bound). */
   readonly concurrentMax?: number;
+  /**
+   * When false the orchestrator neither starts nor drives handovers: the FSM's
+   * handover records are then advanced by hand (operators with their own
+   * tooling, tests of the notice path). Default true.
+   */
+  readonly automatic?: boolean;
 }
 
 export interface BeginRequest {
@@ -119,7 +125,8 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   let stopped = false;
 
   const fsm = cluster.fsm;
-  const isLeader = () => cluster.leadership().isLeader && !stopped;
+  const automatic = opts.automatic ?? true;
+  const isLeader = () => cluster.leadership().isLeader && !stopped && automatic;
 
   const primaryOf = (streamId: string): string[] => {
     const a = fsm.assignments(streamId)?.assignments ?? [];

@@ -106,6 +106,30 @@ export const coordinatorConfigSchema = s.object({
       credsFile: s.optional(s.string({ minLength: 1 })),
     }),
   ),
+  handover: s.default(
+    s.object({
+      /** Deadline of each handover step (prepare, pre-stitch, notify, switch). */
+      stepDeadlineMs: s.default(s.number({ min: 100, max: 600_000, integer: true }), 10_000),
+      /** Deadline of a whole handover; past it the handover aborts. */
+      handoverDeadlineMs: s.default(s.number({ min: 1000, max: 3_600_000, integer: true }), 60_000),
+      /** Segments copied to the standby (with SHA-256 verification) before the switch. */
+      replicateLastN: s.default(s.number({ min: 1, max: 100, integer: true }), 3),
+      /** How many segments past the live edge clients switch (time for the notice to spread). */
+      switchAheadSegments: s.default(s.number({ min: 1, max: 20, integer: true }), 2),
+      /** Service name agents allowlist for starting a standby packager. */
+      standbyServiceName: s.default(s.string({ minLength: 1 }), "packager"),
+      /** Drive handovers automatically (predictions, failures, drains, operator requests). */
+      automatic: s.default(s.boolean(), true),
+    }),
+    {
+      automatic: true,
+      stepDeadlineMs: 10_000,
+      handoverDeadlineMs: 60_000,
+      replicateLastN: 3,
+      switchAheadSegments: 2,
+      standbyServiceName: "packager",
+    },
+  ),
   log: s.default(
     s.object({ level: s.default(s.literal("debug", "info", "warn", "error"), "info") }),
     { level: "info" as const },

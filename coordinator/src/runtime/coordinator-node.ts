@@ -29,10 +29,11 @@ import type { CommandSchema } from "../../../proto/gen/understudy/fsm/v1/fsm_pb.
 import { RaftService } from "../../../proto/gen/understudy/raft/v1/raft_pb.ts";
 import { createNatsNoticeBus, type NoticeBus } from "../act/notice-bus.ts";
 import { createNoticePublisher } from "../act/notice-publisher.ts";
+import type { HandoverEffects } from "../act/orchestrator.ts";
 import { createChainService } from "../api/chain-service.ts";
 import type { ApplyResult, ClusterHandle, Leadership } from "../api/cluster-handle.ts";
 import { type ClusterAdmin, createClusterService } from "../api/cluster-service.ts";
-import { createHandoverService, type StartHandoverFn } from "../api/handover-service.ts";
+import { createHandoverService } from "../api/handover-service.ts";
 import { handleSteering } from "../api/steering.ts";
 import { createStreamService } from "../api/stream-service.ts";
 import { notLeaderError } from "../api/writes.ts";
@@ -40,6 +41,7 @@ import { createFsm, encodeCommand, type Fsm } from "../fsm/fsm.ts";
 import { bootstrapState, type RecoveredState } from "../raft/index.ts";
 import { type DurableLog, openDurableLog } from "../storage/index.ts";
 import type { CoordinatorConfig } from "./config.ts";
+import { type ControlPlane, createControlPlane } from "./control-plane.ts";
 import { createRaftDriver, type PeerAddress, type RaftDriver } from "./raft-driver.ts";
 
 export interface CoordinatorNode {
@@ -47,6 +49,7 @@ export interface CoordinatorNode {
   readonly cluster: ClusterHandle;
   readonly driver: RaftDriver;
   readonly fsm: Fsm;
+  readonly controlPlane: ControlPlane;
   readonly peerServer: RpcServer;
   readonly apiServer: RpcServer;
   stop(): Promise<void>;
@@ -60,8 +63,8 @@ export interface CoordinatorNodeDeps {
   extraServices?: (cluster: ClusterHandle) => ServiceRegistration[];
   /** Plain HTTP routes on the API listener (e.g. /metrics). */
   httpFallback?: (cluster: ClusterHandle) => HttpFallback | undefined;
-  /** Operator-started handovers (the orchestrator, when it runs). */
-  startHandover?: (cluster: ClusterHandle) => StartHandoverFn | undefined;
+  /** Replaces the real handover effects (tests). */
+  handoverEffects?: HandoverEffects;
   /** Replaces the NATS bus built from config (tests). */
   noticeBus?: NoticeBus;
 }
@@ -230,6 +233,12 @@ export async function startCoordinatorNode(
     },
   };
 
+  const controlPlane = createControlPlane(cluster, {
+    dataDir: cfg.dataDir,
+    log,
+    handover: cfg.handover,
+    ...(deps.handoverEffects ? { effects: deps.handoverEffects } : {}),
+  });
   const extraHttp = deps.httpFallback?.(cluster);
   const apiServer = await startRpcServer({
     listen: cfg.apiListen,
@@ -238,7 +247,8 @@ export async function startCoordinatorNode(
       serve(ClusterService, createClusterService(cluster, admin)),
       serve(StreamService, createStreamService(cluster)),
       serve(ChainService, createChainService(cluster)),
-      serve(HandoverService, createHandoverService(cluster, deps.startHandover?.(cluster))),
+      serve(HandoverService, createHandoverService(cluster, controlPlane.startHandover)),
+      ...controlPlane.services,
       ...(deps.extraServices?.(cluster) ?? []),
     ],
     fallback: (req, res) => {
@@ -278,6 +288,7 @@ export async function startCoordinatorNode(
   const publisher = bus ? createNoticePublisher(cluster, bus, log) : undefined;
 
   driver.start();
+  await controlPlane.start();
   log.info("coordinator started", { peer: peerServer.address, api: apiServer.address });
 
   let stopping: Promise<void> | undefined;
@@ -286,11 +297,13 @@ export async function startCoordinatorNode(
     cluster,
     driver,
     fsm,
+    controlPlane,
     peerServer,
     apiServer,
     stop() {
       stopping ??= (async () => {
         publisher?.stop();
+        await controlPlane.stop();
         await bus?.close();
         await driver.stop();
         await Promise.all([apiServer.close(200), peerServer.close(200)]);

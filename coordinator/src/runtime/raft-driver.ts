@@ -34,6 +34,7 @@ import {
   type Status,
 } from "../raft/index.ts";
 import type { DurableLog } from "../storage/index.ts";
+import { coalesceAppends } from "./coalesce.ts";
 import { assembleSnapshot, snapshotChunks, wire } from "./raft-wire.ts";
 
 export interface PeerAddress {
@@ -450,7 +451,7 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     if (rd.snapshot) storage.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) storage.append(rd.entries);
     if (rd.hardState) storage.setHardState(rd.hardState);
-    for (const m of rd.messages) send(m);
+    for (const m of coalesceAppends(rd.messages, opts.maxSizePerMsgBytes)) send(m);
     applyEntries(rd);
     node.advance(rd);
   };

@@ -1,0 +1,116 @@
+/**
+ * The coordinator's control plane on top of Raft: agent ingest (AgentService),
+ * failure detection, the handover orchestrator and its effects, and the
+ * component API. Everything here acts only while this node leads (each part
+ * follows leadership changes itself); on followers the services answer
+ * reads or redirect.
+ */
+import { join } from "node:path";
+import type { Logger } from "../../../common/log.ts";
+import { type ServiceRegistration, serve } from "../../../common/rpc-server.ts";
+import { AgentService } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import { ComponentService } from "../../../proto/gen/understudy/api/v1/component_service_pb.ts";
+import { HandoverReason } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
+import { createHandoverEffects } from "../act/effects.ts";
+import {
+  createOrchestrator,
+  type HandoverEffects,
+  type Orchestrator,
+} from "../act/orchestrator.ts";
+import type { ClusterHandle } from "../api/cluster-handle.ts";
+import { createComponentService } from "../api/component-service.ts";
+import type { StartHandoverFn } from "../api/handover-service.ts";
+import { createFailureDetector, type FailureDetector } from "../detect/index.ts";
+import { type AgentIngest, createAgentIngest } from "../ingest/index.ts";
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  log: Logger;
+  handover: {
+    stepDeadlineMs: number;
+    handoverDeadlineMs: number;
+    replicateLastN: number;
+    switchAheadSegments: number;
+    standbyServiceName: string;
+    automatic: boolean;
+  };
+  /** Replaces the real effects (tests). */
+  effects?: HandoverEffects;
+}
+
+export interface ControlPlane {
+  readonly ingest: AgentIngest;
+  readonly detector: FailureDetector;
+  readonly orchestrator: Orchestrator;
+  readonly services: ServiceRegistration[];
+  readonly startHandover: StartHandoverFn;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createControlPlane(
+  cluster: ClusterHandle,
+  opts: ControlPlaneOptions,
+): ControlPlane {
+  const log = opts.log;
+  const ingest = createAgentIngest({
+    cluster,
+    clock: cluster.clock,
+    log: log.child({ part: "ingest" }),
+    historyDir: join(opts.dataDir, "history"),
+  });
+  const detector = createFailureDetector({
+    cluster,
+    clock: cluster.clock,
+    log: log.child({ part: "detect" }),
+  });
+  const offLiveness = ingest.onLiveness((id, hbMs) => detector.observe(id, hbMs));
+  const realEffects = opts.effects
+    ? undefined
+    : createHandoverEffects({
+        cluster,
+        log,
+        sendDirective: (id, d) => ingest.sendDirective(id, d),
+        standbyServiceName: opts.handover.standbyServiceName,
+      });
+  const orchestrator = createOrchestrator({
+    cluster,
+    effects: opts.effects ?? (realEffects as HandoverEffects),
+    log: log.child({ part: "handover" }),
+    stepDeadlineMs: opts.handover.stepDeadlineMs,
+    handoverDeadlineMs: opts.handover.handoverDeadlineMs,
+    replicateLastN: opts.handover.replicateLastN,
+    switchAheadSegments: opts.handover.switchAheadSegments,
+    automatic: opts.handover.automatic,
+  });
+  const startHandover: StartHandoverFn = (req) =>
+    orchestrator.begin({
+      streamId: req.streamId,
+      fromComponentId: req.fromComponentId,
+      ...(req.toComponentId ? { toComponentId: req.toComponentId } : {}),
+      reason: HandoverReason.OPERATOR,
+      detail: req.reason,
+      ...(req.requestId ? { requestId: req.requestId } : {}),
+    });
+  return {
+    ingest,
+    detector,
+    orchestrator,
+    startHandover,
+    services: [
+      serve(AgentService, ingest.service),
+      serve(ComponentService, createComponentService({ cluster, ingest, clock: cluster.clock })),
+    ],
+    async start() {
+      await ingest.start();
+      detector.start();
+    },
+    async stop() {
+      orchestrator.stop();
+      offLiveness();
+      detector.close();
+      await ingest.close();
+      realEffects?.close();
+    },
+  };
+}
