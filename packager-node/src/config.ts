@@ -137,12 +137,8 @@ export const packagerConfigSchema = s.object({
       originBackoffMaxMs: s.default(s.number({ integer: true, min: 10, max: 600_000 }), 10_000),
     }),
   ),
-  log: s.default(
-    s.object({ level: s.default(s.literal("debug", "info", "warn", "error"), "info" as const) }),
-    {
-      level: "info" as const,
-    },
-  ),
+  /** Log level; absent = UNDERSTUDY_LOG_LEVEL, else info. */
+  log: s.default(s.object({ level: s.optional(s.literal("debug", "info", "warn", "error")) }), {}),
 });
 
 export type PackagerConfig = Infer<typeof packagerConfigSchema>;

@@ -129,7 +129,10 @@ export function createPackagerNode(
   const clock = deps.clock ?? systemClock;
   const logger =
     deps.logger ??
-    createLogger({ component: "packager", node: config.nodeId }, { level: config.log.level });
+    createLogger(
+      { component: "packager", node: config.nodeId },
+      config.log.level ? { level: config.log.level } : {},
+    );
   const stats = new NodeStats();
   const sessions = new SessionTable({
     sessionsMax: config.playback.sessionsMax,
