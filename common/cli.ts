@@ -25,6 +25,10 @@ const commands: Record<string, Command> = {
     summary: "Run a packager-node (LL-HLS/HLS/DASH origin or caching edge)",
     module: "../packager-node/src/main.ts",
   },
+  predict: {
+    summary: "Evaluate the failure predictor (eval) or score exported history (score)",
+    module: "../coordinator/src/predict/main.ts",
+  },
   source: {
     summary: "Run a live source of the encoder pool (loops a CMAF ladder, pushes shards)",
     module: "../packager-node/src/source/main.ts",
