@@ -4,10 +4,11 @@
  *
  * The owner calls `tick(now)` every `tickIntervalMs`. A tick that comes late
  * by more than `stallToleranceMs` means this process's event loop (GC, a sync
- * disk write, CPU starvation) did not run: that lateness is added to the
- * stall total, and trackers do not count it as silence. Without this, a
- * 200 ms stall of the coordinator looks like 200 ms of silence from every
- * agent at once.
+ * disk write, CPU starvation) did not run: the lateness is recorded as a
+ * stall, and each tracker discounts the longest stall since its last arrival
+ * from its silence. Without this, a 200 ms stall of the coordinator looks
+ * like 200 ms of silence from every agent at once. The last
+ * `stallHistory` stalls are kept (bounded).
  *
  * Pure: time comes in as arguments (monotonic ms); no timers.
  */
@@ -49,6 +50,8 @@ export interface DetectorSet {
   readonly size: number;
   /** Milliseconds of coordinator stall seen so far (never decreases). */
   readonly stallTotalMs: number;
+  /** Longest stall recorded after monotonic time `sinceMs` (0 if none). */
+  longestStallSince(sinceMs: number): number;
   /**
    * Starts watching afresh (new leadership): every listed component gets an
    * unknown tracker with a grace period ending at nowMs + graceMs; earlier
@@ -92,11 +95,26 @@ export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): Detec
   const entries = new Map<string, Entry>();
   let stallTotal = 0;
   let lastTickMs = Number.NaN;
+  // Ring of recent stalls: when each was noticed and how long it was.
+  const STALL_HISTORY = 64;
+  const stallAt = new Float64Array(STALL_HISTORY);
+  const stallLen = new Float64Array(STALL_HISTORY);
+  let stallCount = 0;
+  let stallNext = 0;
+  const longestStallSince = (sinceMs: number): number => {
+    let longest = 0;
+    for (let k = 1; k <= stallCount; k++) {
+      const i = (stallNext - k + STALL_HISTORY) % STALL_HISTORY;
+      if (stallAt[i]! <= sinceMs) break;
+      if (stallLen[i]! > longest) longest = stallLen[i]!;
+    }
+    return longest;
+  };
 
   const add = (id: string, graceUntilMs: number, intervalMs?: number): Entry => {
     const liveness =
       intervalMs === undefined ? o.liveness : { ...o.liveness, heartbeatIntervalMs: intervalMs };
-    const tracker = createLivenessTracker(liveness, graceUntilMs, stallTotal);
+    const tracker = createLivenessTracker(liveness, graceUntilMs);
     const e: Entry = {
       tracker,
       verdict: { state: "unknown", phi: 0, silenceMs: 0, missed: 0 },
@@ -113,6 +131,7 @@ export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): Detec
     get stallTotalMs() {
       return stallTotal;
     },
+    longestStallSince,
     begin(nowMs, graceMs, componentIds) {
       entries.clear();
       lastTickMs = nowMs;
@@ -129,18 +148,27 @@ export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): Detec
       } else if (heartbeatIntervalMs !== undefined) {
         e.tracker.setHeartbeatIntervalMs(heartbeatIntervalMs);
       }
-      e.tracker.arrival(nowMs, stallTotal);
+      e.tracker.arrival(nowMs, longestStallSince(e.tracker.referenceMs));
       return true;
     },
     tick(nowMs) {
       if (!Number.isNaN(lastTickMs)) {
         const lateMs = nowMs - lastTickMs - o.tickIntervalMs;
-        if (lateMs > o.stallToleranceMs) stallTotal += lateMs;
+        if (lateMs > o.stallToleranceMs) {
+          stallTotal += lateMs;
+          stallAt[stallNext] = nowMs;
+          stallLen[stallNext] = lateMs;
+          stallNext = (stallNext + 1) % STALL_HISTORY;
+          if (stallCount < STALL_HISTORY) stallCount++;
+        }
       }
       lastTickMs = nowMs;
       const out: LivenessTransition[] = [];
       for (const [id, e] of entries) {
-        const v = e.tracker.evaluate(nowMs, stallTotal);
+        const v = e.tracker.evaluate(
+          nowMs,
+          stallCount === 0 ? 0 : longestStallSince(e.tracker.referenceMs),
+        );
         e.verdict = v;
         if (v.state !== e.reported) {
           out.push({ componentId: id, from: e.reported, to: v.state, verdict: v });

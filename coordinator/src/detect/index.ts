@@ -7,6 +7,14 @@ export {
   type LivenessTransition,
 } from "./detector-set.ts";
 export {
+  createFailureDetector,
+  desiredStatus,
+  type FailureDetector,
+  type FailureDetectorOptions,
+  type FailureDetectorStats,
+  LIVENESS_REASON_PREFIX,
+} from "./failure-detector.ts";
+export {
   createLivenessTracker,
   defaultLivenessOptions,
   type LivenessOptions,

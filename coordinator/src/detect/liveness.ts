@@ -17,10 +17,14 @@
  * - The missed-heartbeat minimums stop phi alone from tripping on a
  *   near-constant history (tiny std-dev makes phi explode just after the
  *   mean); `minStdDevMs` floors the std-dev for the same reason.
- * - Coordinator stall: the caller passes a running total of milliseconds the
- *   coordinator's own event loop was stalled. Stall time that elapsed since
- *   the last arrival is not counted as silence (heartbeats that arrived during
- *   a stall are queued in the socket, not missing), nor as interval length.
+ * - Coordinator stall: the caller passes the longest stall of the
+ *   coordinator's own event loop since this tracker's last arrival. It is
+ *   not counted as silence (heartbeats that arrived during a stall wait in
+ *   the socket and are processed right after it, so they are late, not
+ *   missing), nor as interval length. The longest stall, not the sum: a
+ *   stall delays an arrival by at most its own length, and arrivals in
+ *   between reset the reference, so many short scheduling delays under load
+ *   do not add up to a blind spot.
  * - Before the grace deadline (new leader: agents are still reconnecting) a
  *   tracker never becomes suspect or down; a tracker that never heard an
  *   arrival counts silence from the grace deadline.
@@ -115,33 +119,36 @@ export interface LivenessVerdict {
 
 export interface LivenessTracker {
   readonly state: LivenessState;
-  /** Records a heartbeat arrival at `tMs` (monotonic) with the stall total at that time. */
-  arrival(tMs: number, stallTotalMs: number): void;
-  /** Evaluates at `tMs` and moves the state; returns the verdict. */
-  evaluate(tMs: number, stallTotalMs: number): LivenessVerdict;
+  /** Time of the last arrival (or the grace deadline before any), monotonic ms. */
+  readonly referenceMs: number;
+  /**
+   * Records a heartbeat arrival at `tMs` (monotonic); `stallMs` is the
+   * longest coordinator stall since referenceMs.
+   */
+  arrival(tMs: number, stallMs: number): void;
+  /** Evaluates at `tMs` and moves the state; `stallMs` as for arrival(). */
+  evaluate(tMs: number, stallMs: number): LivenessVerdict;
   /** Changes the expected heartbeat interval (a new Welcome); keeps history. */
   setHeartbeatIntervalMs(ms: number): void;
   /** Restarts as unknown with a grace deadline (new leadership), forgetting history. */
-  reset(graceUntilMs: number, stallTotalMs: number): void;
+  reset(graceUntilMs: number): void;
 }
 
 export function createLivenessTracker(
   options: LivenessOptions,
   graceUntilMs: number,
-  stallTotalMs: number,
 ): LivenessTracker {
   const o = { ...options };
   const intervals: IntervalStats = createIntervalStats(o.intervalHistory);
   let state: LivenessState = "unknown";
   // Reference point for silence: last arrival, or the grace deadline if none.
   let lastMs = graceUntilMs;
-  let stallAtLast = stallTotalMs;
   let graceUntil = graceUntilMs;
   let heard = false;
   let recoverCount = 0;
 
-  const silenceAt = (tMs: number, stallTotal: number) =>
-    Math.max(0, tMs - lastMs - Math.max(0, stallTotal - stallAtLast));
+  const silenceAt = (tMs: number, stallMs: number) =>
+    Math.max(0, tMs - lastMs - Math.max(0, stallMs));
 
   const phiAt = (silenceMs: number) => {
     let mean: number;
@@ -160,17 +167,17 @@ export function createLivenessTracker(
     get state() {
       return state;
     },
-    arrival(tMs, stallTotal) {
+    get referenceMs() {
+      return lastMs;
+    },
+    arrival(tMs, stallMs) {
       if (heard && tMs >= lastMs && state !== "down") {
-        const interval = silenceAt(tMs, stallTotal);
+        const interval = silenceAt(tMs, stallMs);
         // An interval longer than the down bound is an outage the detector
         // already judged; it would only widen the distribution.
         if (interval < o.downAfterIntervalsMax * o.heartbeatIntervalMs) intervals.add(interval);
       }
-      if (tMs >= lastMs || !heard) {
-        lastMs = tMs;
-        stallAtLast = stallTotal;
-      }
+      if (tMs >= lastMs || !heard) lastMs = tMs;
       heard = true;
       if (state === "down") {
         recoverCount++;
@@ -183,8 +190,8 @@ export function createLivenessTracker(
         state = "alive";
       }
     },
-    evaluate(tMs, stallTotal) {
-      const silenceMs = silenceAt(tMs, stallTotal);
+    evaluate(tMs, stallMs) {
+      const silenceMs = silenceAt(tMs, stallMs);
       const missed = Math.floor(silenceMs / o.heartbeatIntervalMs);
       if (tMs < graceUntil || (!heard && tMs < lastMs)) {
         return { state, phi: 0, silenceMs, missed };
@@ -212,11 +219,10 @@ export function createLivenessTracker(
     setHeartbeatIntervalMs(ms) {
       o.heartbeatIntervalMs = ms;
     },
-    reset(graceUntilMs2, stallTotal) {
+    reset(graceUntilMs2) {
       state = "unknown";
       lastMs = graceUntilMs2;
       graceUntil = graceUntilMs2;
-      stallAtLast = stallTotal;
       heard = false;
       recoverCount = 0;
       intervals.clear();

@@ -40,6 +40,8 @@ interface SimOptions {
   /** Stall accounting on (the detector sees its tick lateness); off to show why it matters. */
   tickIntervalMs?: number;
   stallToleranceMs?: number;
+  /** Real tick period when the loop is busy (every tick late); default tickIntervalMs. */
+  tickActualMs?: number;
 }
 
 interface SimEvent {
@@ -85,7 +87,8 @@ function simulate(o: SimOptions): SimEvent[] {
     return t;
   };
   const events: SimEvent[] = [];
-  let nextTick = tickMs;
+  const period = o.tickActualMs ?? tickMs;
+  let nextTick = period;
   let i = 0;
   // Bounded: one iteration per tick or arrival.
   for (let guard = 0; guard < 1_000_000; guard++) {
@@ -97,7 +100,7 @@ function simulate(o: SimOptions): SimEvent[] {
       for (const tr of set.tick(tickRun)) {
         events.push({ atMs: tickRun, from: tr.from, to: tr.to, phi: tr.verdict.phi });
       }
-      nextTick = tickRun + tickMs;
+      nextTick = tickRun + period;
     } else {
       set.arrival("c1", arrRun);
       i++;
@@ -209,6 +212,22 @@ describe("detect: liveness timing (manual clock)", () => {
     // Not just barely: the typical case leaves headroom for commit latency.
     worst.sort((a, b) => a - b);
     assert.ok(worst[Math.floor(worst.length / 2)]! <= 900, `median ${worst[20]} ms`);
+  });
+
+  it("a busy loop (every tick 30 ms late) does not blind the detector: stalls do not add up", () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const killAtMs = 20_000 + seed * 97;
+      const ev = simulate({ seed, durationMs: killAtMs + 5000, killAtMs, tickActualMs: 80 });
+      assert.deepEqual(
+        ev.filter((e) => bad(e) && e.atMs < killAtMs),
+        [],
+      );
+      const down = ev.find((e) => e.to === "down");
+      assert.ok(
+        down && down.atMs - killAtMs <= 1000,
+        `seed ${seed}: down after ${down && down.atMs - killAtMs} ms`,
+      );
+    }
   });
 
   it("a hard stop is still DOWN within 1 s with a jittery history (the absolute bound)", () => {
