@@ -37,4 +37,10 @@ export {
   type SeriesView,
   seriesKey,
 } from "./series-store.ts";
-export { ID_PATTERN, METRIC_NAME_PATTERN, type RejectReason, rejectReasons } from "./validate.ts";
+export {
+  ID_PATTERN,
+  isKnownRole,
+  METRIC_NAME_PATTERN,
+  type RejectReason,
+  rejectReasons,
+} from "./validate.ts";

@@ -7,6 +7,7 @@ import { createManualClock, type ManualClock } from "../../../common/clock.ts";
 import { createGrpcClient, type GrpcClient } from "../../../common/grpc-client.ts";
 import { silentLogger } from "../../../common/log.ts";
 import { type RpcServer, serve, startRpcServer } from "../../../common/rpc-server.ts";
+import { createComponentService } from "../../../coordinator/src/api/component-service.ts";
 import {
   type AgentIngest,
   type AgentIngestLimits,
@@ -18,6 +19,7 @@ import {
   type ReportSchema,
   type RoleProbeSchema,
 } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import { ComponentService } from "../../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import type { MetricSampleSchema } from "../../../proto/gen/understudy/common/v1/metric_pb.ts";
 import { type AgentConn, openAgentConn } from "./agent-conn.ts";
 import { createFakeCluster, type FakeCluster } from "./fake-cluster.ts";
@@ -31,6 +33,7 @@ export interface Harness {
   ingest: AgentIngest;
   server: RpcServer;
   client: GrpcClient<typeof AgentService>;
+  api: GrpcClient<typeof ComponentService>;
   conn(): AgentConn;
   close(): Promise<void>;
 }
@@ -56,10 +59,14 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   await ingest.start();
   const server = await startRpcServer({
     listen: "127.0.0.1:0",
-    services: [serve(AgentService, ingest.service)],
+    services: [
+      serve(AgentService, ingest.service),
+      serve(ComponentService, createComponentService({ cluster, ingest, clock })),
+    ],
     readMaxBytes: agentIngestReadMaxBytes(o.limits),
   });
   const client = createGrpcClient(AgentService, server.address);
+  const api = createGrpcClient(ComponentService, server.address);
   const conns: AgentConn[] = [];
   return {
     clock,
@@ -67,6 +74,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     ingest,
     server,
     client,
+    api,
     conn() {
       const c = openAgentConn(server.address, client);
       conns.push(c);
@@ -75,6 +83,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
     async close() {
       for (const c of conns) c.cancel();
       client.close();
+      api.close();
       await ingest.close();
       await server.close(200);
     },
