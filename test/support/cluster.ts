@@ -78,7 +78,7 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------ CLI runs
 
@@ -176,6 +176,8 @@ export interface ClusterOptions {
   startTimeoutMs?: number;
   /** Temp dir name prefix. */
   name?: string;
+  /** Extra flags for each node's `node` executable (e.g. ["--cpu-prof", "--cpu-prof-dir=DIR"]). */
+  nodeArgs?: readonly string[];
 }
 
 export type Signal = "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM";
@@ -193,6 +195,15 @@ export interface WriteOutcome<T> {
   readonly value: T;
   readonly attempts: number;
   readonly nodeId: string;
+}
+
+export interface LeaderMonitor {
+  stop(): Promise<{
+    leadersByTerm: Map<number, Set<string>>;
+    samples: number;
+    /** Terms in which more than one node claimed leadership (must be empty). */
+    conflicts: string[];
+  }>;
 }
 
 /** Codes after which the same request (same request_id) is retried. */
@@ -343,7 +354,14 @@ export class TestCluster {
     const errFd = openSync(node.stderrFile, "a");
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [understudyBin, "coordinator", "--config", node.configFile], {
+      const argv = [
+        ...(this.opts.nodeArgs ?? []),
+        understudyBin,
+        "coordinator",
+        "--config",
+        node.configFile,
+      ];
+      child = spawn(process.execPath, argv, {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", errFd],
       });
@@ -561,6 +579,42 @@ export class TestCluster {
     throw lastErr ?? new Error("write deadline passed before the first attempt");
   }
 
+  /**
+   * Polls every running node's GetStatus each `intervalMs` and records which
+   * node claimed leadership in which term. Raft's election safety says each
+   * term has at most one leader: `stop()` returns the claims for checking.
+   */
+  monitorLeaders(intervalMs = 50): LeaderMonitor {
+    const leadersByTerm = new Map<number, Set<string>>();
+    let samples = 0;
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        for (const s of await this.statuses(500)) {
+          if (s.role !== "leader") continue;
+          let set = leadersByTerm.get(s.term);
+          if (!set) {
+            set = new Set();
+            leadersByTerm.set(s.term, set);
+          }
+          set.add(s.nodeId);
+        }
+        samples++;
+        await sleep(intervalMs);
+      }
+    })();
+    return {
+      async stop() {
+        running = false;
+        await loop;
+        const conflicts = [...leadersByTerm]
+          .filter(([, set]) => set.size > 1)
+          .map(([term, set]) => `term ${term}: ${[...set].join(", ")}`);
+        return { leadersByTerm, samples, conflicts };
+      },
+    };
+  }
+
   /** The node an UNAVAILABLE error redirects to (x-understudy-leader header or message). */
   leaderHint(err: unknown): string | undefined {
     const md = (err as { metadata?: grpc.Metadata }).metadata;
@@ -621,6 +675,15 @@ export class TestCluster {
       rmSync(this.root, { recursive: true, force: true });
       liveTempDirs.delete(this.root);
     }
+  }
+}
+
+/** Polls `cond` every 10 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(10);
   }
 }
 
