@@ -428,6 +428,10 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     const applied = fsm.appliedIndex();
     if (applied - lastSnapshotIndex < opts.snapshotEntries) return;
     const snap = storage.createSnapshot(applied, node.status().conf, fsm.snapshot());
+    // Commit-only hard states are not written (see processReady), so the
+    // durable commit index may trail `applied`; a snapshot may only cover
+    // durably committed entries, so write the current hard state first.
+    await durable.save({ hardState: storage.initialState().hardState });
     await durable.saveSnapshot(snap);
     lastSnapshotIndex = applied;
     // Keep a tail for recently active followers; they catch up from entries
@@ -445,7 +449,12 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     } else if (rd.hardState && rd.hardState.term !== leaderInfo.term) {
       setLeader({ ...leaderInfo, term: rd.hardState.term });
     }
-    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+    // A Ready that only advances the commit index (mustSync false) is not
+    // written: the commit index is volatile in Raft (a restarted node learns
+    // it again from the leader), and an fsync here would sit on every
+    // write's commit path. Term, vote, entries and snapshots are always
+    // durable before any message that depends on them is sent.
+    if (rd.snapshot || rd.entries.length > 0 || (rd.hardState && rd.mustSync)) {
       await durable.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
     }
     if (rd.snapshot) storage.applySnapshot(rd.snapshot);
