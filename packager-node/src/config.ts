@@ -41,6 +41,12 @@ const streamSchema = s.object({
   windowSegments: s.optional(s.number({ integer: true, min: 3, max: 1000 })),
   /** Advertise CAN-SKIP-UNTIL and answer `_HLS_skip` with delta updates. */
   deltaUpdates: s.default(s.boolean(), false),
+  /**
+   * When a segment pushed as parts closes: "duration" once its parts reach
+   * targetSegmentDurationMs (fixed-length sources such as understudy source),
+   * "next-segment" when the next segment starts (variable-length encoders).
+   */
+  segmentClose: s.default(s.literal("duration", "next-segment"), "duration" as const),
   renditions: s.array(renditionSchema, { minItems: 1, maxItems: 16 }),
 });
 

@@ -113,6 +113,7 @@ export function streamDefFromConfig(sc: StreamConfig, defaultWindowSegments: num
     targetPartDurationMs: sc.targetPartDurationMs,
     windowSegments: sc.windowSegments ?? defaultWindowSegments,
     deltaUpdates: sc.deltaUpdates,
+    segmentClose: sc.segmentClose,
     renditions: sc.renditions.map((r) => ({ ...r })),
   };
 }

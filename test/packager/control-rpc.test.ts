@@ -280,7 +280,7 @@ describe("packager PackagerService over gRPC", () => {
       assert.equal(res.mismatches.length, 1);
       assert.equal(res.mismatches[0]!.expected?.msn, 2n);
       assert.match(res.mismatches[0]!.detail, /segment 2: .*sha256 differs/);
-      // 3 was copied (4 is still in progress at the primary); 2 was refused, and older ones cannot sit behind that hole.
+      // 4 and 3 were copied (newest first); 2 was refused, and older ones cannot sit behind that hole.
       assert.equal((await request(`${standby.urls.http}/live/s1/720p/2.m4s`)).status, 404);
       assert.equal((await request(`${standby.urls.http}/live/s1/720p/3.m4s`)).status, 200);
     } finally {
@@ -320,7 +320,7 @@ describe("packager PackagerService over gRPC", () => {
     assert.equal(before.mode, NodeMode.ORIGIN);
     assert.equal(before.draining, false);
     assert.equal(before.streams[0]?.streamId, "s1");
-    assert.equal(before.streams[0]?.lastMsn, 1n);
+    assert.equal(before.streams[0]?.lastMsn, 2n);
     const drained = await pc.drain({ coordinatorTerm: 5n, deadlineUnixMs: 0n });
     assert.equal(drained.ok, true);
     assert.equal(drained.streamsRemaining, 1);

@@ -52,6 +52,27 @@ describe("packager timeline: sequencing from the source timeline", () => {
     assert.equal(t.findPart(5, 1)!.bytes.buffer, s.bytes.buffer);
   });
 
+  it("with closeAtMs closes a segment as soon as its parts reach the target duration", () => {
+    const t = new RenditionTimeline({
+      windowSegments: 3,
+      targetSegmentDurationMs: 2000,
+      segmentBytesMax: 1000,
+      closeAtMs: 2000,
+      hash: (b) => sha(b),
+    });
+    for (let i = 0; i < 3; i++) t.putPart(2, i, obj(`2.${i}`, { durationMs: 500 }));
+    assert.equal(t.lastClosedMsn(), undefined, "1500 ms of 2000: still open");
+    t.putPart(2, 3, obj("2.3", { durationMs: 500 }));
+    assert.equal(t.lastClosedMsn(), 2);
+    assert.equal(t.open, undefined);
+    assert.equal(t.satisfies(2, undefined), true);
+    // 1998 ms is short of the target by more than the 1 ms tolerance: the next segment closes it.
+    for (let i = 0; i < 3; i++) t.putPart(3, i, obj(`3.${i}`, { durationMs: 666 }));
+    assert.equal(t.lastClosedMsn(), 2);
+    t.putPart(4, 0, obj("4.0", { durationMs: 500 }));
+    assert.equal(t.findClosed(3)?.durationMs, 1998);
+  });
+
   it("validates before it mutates: a rejected put leaves the version and contents unchanged", () => {
     const t = timeline();
     t.putPart(1, 0, obj("a"));
@@ -115,11 +136,13 @@ describe("packager timeline: sequencing from the source timeline", () => {
 
   it("accepts a standby joining mid-segment and checks the complete segment against its tail", () => {
     const t = timeline();
-    t.putPart(7, 2, obj("cc"));
+    t.putPart(7, 2, obj("cc", { durationMs: 500, timelineMs: 15_000, pdtMs: 1e12 + 1000 }));
     t.putPart(7, 3, obj("dd"));
-    t.putSegment(7, obj("aabbccdd", { durationMs: 2000 }));
+    t.putSegment(7, obj("aabbccdd", { durationMs: 2000, timelineMs: 14_000, pdtMs: 1e12 }));
     const s = t.findClosed(7)!;
     assert.equal(s.partsCover, false);
+    // Timing is the segment's, not that of the first part this node saw.
+    assert.deepEqual([s.timelineMs, s.pdtMs, s.durationMs], [14_000, 1e12, 2000]);
     assert.equal(t.findPart(7, 2)!.bytes.toString(), "cc");
     assert.equal(
       t.segmentViews()[0]!.parts.length,

@@ -99,6 +99,7 @@ export function streamDefFromSpec(
       : Math.max(200, Math.floor(policy.segmentDurationTargetMs / 4)),
     windowSegments,
     deltaUpdates: false,
+    segmentClose: "duration",
     renditions,
   };
 }

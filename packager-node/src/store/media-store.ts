@@ -21,6 +21,12 @@ export interface StreamDef {
   readonly targetPartDurationMs: number;
   readonly windowSegments: number;
   readonly deltaUpdates: boolean;
+  /**
+   * "duration": a segment closes when its parts reach targetSegmentDurationMs
+   * (sources with fixed segments, e.g. understudy source); "next-segment":
+   * when the next segment starts or the complete segment is pushed.
+   */
+  readonly segmentClose: "duration" | "next-segment";
   readonly renditions: readonly RenditionInfo[];
   /** Content steering hook for the multivariant playlist. */
   readonly steering?: SteeringInfo;
@@ -62,6 +68,10 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+function closeAtMs(def: StreamDef): number | undefined {
+  return def.segmentClose === "duration" ? def.targetSegmentDurationMs : undefined;
+}
+
 function retiredKey(streamId: string, renditionId: string, msn: number): string {
   return `${streamId}/${renditionId}/${msn}`;
 }
@@ -97,6 +107,7 @@ export class MediaStore {
         existing.info = info;
         existing.timelineOpts.windowSegments = def.windowSegments;
         existing.timelineOpts.targetSegmentDurationMs = def.targetSegmentDurationMs;
+        existing.timelineOpts.closeAtMs = closeAtMs(def);
         continue;
       }
       st.renditions.set(info.id, this.newRendition(st, info));
@@ -113,6 +124,7 @@ export class MediaStore {
       windowSegments: st.def.windowSegments,
       targetSegmentDurationMs: st.def.targetSegmentDurationMs,
       segmentBytesMax: this.opts.segmentBytesMax,
+      closeAtMs: closeAtMs(st.def),
       hash: sha256Hex,
       onRetire: (seg) => {
         if (!seg.gap) this.retired.set(retiredKey(streamId, info.id, seg.msn), seg);

@@ -90,6 +90,12 @@ export interface TimelineOptions {
   windowSegments: number;
   targetSegmentDurationMs: number;
   segmentBytesMax: number;
+  /**
+   * Close the segment in progress as soon as its parts (from part 0) reach
+   * this duration (within 1 ms), instead of when the next segment starts.
+   * Undefined = close on the next segment (encoders with variable segments).
+   */
+  closeAtMs?: number | undefined;
   /** Hex SHA-256 (segments closed from their parts are hashed once, at close). */
   hash: (bytes: Buffer) => string;
   /** Called with each segment that leaves the live window (oldest first). */
@@ -218,6 +224,7 @@ export class RenditionTimeline {
       }
       open.parts.push(this.part(index, obj));
       open.bytes += obj.bytes.length;
+      this.closeIfComplete();
       this.changed(obj.arrivalMs);
       return "created";
     }
@@ -248,6 +255,7 @@ export class RenditionTimeline {
       bytes: obj.bytes.length,
       ...this.timing(obj.meta),
     };
+    this.closeIfComplete();
     this.changed(obj.arrivalMs);
     return "created";
   }
@@ -523,7 +531,17 @@ export class RenditionTimeline {
     }
   }
 
-  /** Closes the segment in progress from its parts (a later msn has started). */
+  /** With `closeAtMs`: closes the segment in progress once its parts from 0 last that long. */
+  private closeIfComplete(): void {
+    const target = this.opts.closeAtMs;
+    const open = this.open;
+    if (target === undefined || !open || open.parts[0]!.index !== 0) return;
+    let sum = 0;
+    for (const p of open.parts) sum += p.durationMs;
+    if (sum >= target - 1) this.closeOpen();
+  }
+
+  /** Closes the segment in progress from its parts (a later msn has started, or it is complete). */
   private closeOpen(): void {
     const open = this.open;
     if (!open) return;
@@ -554,12 +572,14 @@ export class RenditionTimeline {
     open: OpenSegment | undefined,
   ): StoredSegment {
     const meta = obj.meta;
-    const timing = open
-      ? {
-          ...this.timing(meta),
-          ...dropUndefined({ pdtMs: open.pdtMs, timelineMs: open.timelineMs }),
-        }
-      : this.timing(meta);
+    // The complete segment's own headers describe its start. Without them,
+    // the parts' timing does too, but only if they start at part 0 (a
+    // standby that joined mid-segment holds the timing of a later part).
+    const fromParts =
+      open && open.parts[0]!.index === 0
+        ? dropUndefined({ pdtMs: open.pdtMs, timelineMs: open.timelineMs })
+        : {};
+    const timing = { ...fromParts, ...this.timing(meta) };
     return {
       msn,
       durationMs: meta.durationMs!,
