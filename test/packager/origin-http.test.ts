@@ -524,6 +524,33 @@ describe("packager origin: CMCD, CMSD, status, drain", () => {
     assert.equal((await request(`${base}/healthz`)).status, 200);
   });
 
+  it("reports the throughput achieved to a session on its next response as CMSD etp", async () => {
+    const big = await startNode(
+      originConfig({
+        nodeId: "pkg-etp",
+        ingest: { partBytesMax: 1 << 20, segmentBytesMax: 1 << 22 },
+      }),
+    );
+    try {
+      const b = big.urls.http;
+      await putInit(b, "s1");
+      for (let p = 0; p < 4; p++) {
+        assert.equal(
+          (await putPart(b, "s1", { msn: 0, part: p, body: partBytes("720p", 0, p, 100_000) }))
+            .status,
+          201,
+        );
+      }
+      const cmcd = `CMCD=${encodeURIComponent('sid="fast"')}`;
+      const first = await request(`${b}/live/s1/720p/0.m4s?${cmcd}`);
+      assert.doesNotMatch(first.headers.get("cmsd-dynamic") ?? "", /etp=/);
+      const second = await request(`${b}/live/s1/720p/0.m4s?${cmcd}`);
+      assert.match(second.headers.get("cmsd-dynamic") ?? "", /^"pkg-etp";etp=\d+;rd=\d+$/);
+    } finally {
+      await big.stop();
+    }
+  });
+
   it("adds keys from the CMSD hint hook", async () => {
     node.setCmsdHint(({ streamId }) =>
       streamId === "s1" ? { "com.understudy-switch": "pkg-b@20" } : undefined,

@@ -22,6 +22,8 @@ export interface SessionStats {
   topBitrateKbps: number | undefined;
   streamingFormat: string | undefined;
   streamType: string | undefined;
+  /** Throughput this node last achieved to the session on a large object, kbps (CMSD etp). */
+  deliveredKbps: number | undefined;
   requests: number;
   /** Requests reporting buffer starvation (bs) since the session began. */
   stalls: number;
@@ -80,6 +82,7 @@ export class SessionTable {
         topBitrateKbps: undefined,
         streamingFormat: undefined,
         streamType: undefined,
+        deliveredKbps: undefined,
         requests: 0,
         stalls: 0,
         firstSeenMs: nowMs,

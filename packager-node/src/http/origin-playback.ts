@@ -112,6 +112,8 @@ function cmsdHeaders(
     ...(renditionId !== undefined ? { renditionId } : {}),
   });
   const rd = Math.max(0, Math.round(ctx.clock.monotonicMs() - rc.startMono));
+  const sid = rc.cmcd?.sid;
+  const etp = sid !== undefined ? ctx.sessions.get(sid)?.deliveredKbps : undefined;
   return {
     "cmsd-static": formatCmsdStatic({
       ...fields,
@@ -122,6 +124,7 @@ function cmsdHeaders(
     "cmsd-dynamic": formatCmsdDynamic({
       n: ctx.nodeId,
       rd,
+      ...(etp !== undefined ? { etp } : {}),
       ...(ctx.isDraining() ? { custom: { du: true } } : {}),
     }),
   };
@@ -329,7 +332,27 @@ function sendMedia(
     return { status: 304, route, bytes: 0 };
   }
   sendBody(rc.req, rc.res, 200, bytes, headers);
+  measureDelivery(ctx, rc, bytes.length);
   return { status: 200, route, bytes: rc.req.method === "HEAD" ? 0 : bytes.length };
+}
+
+/** Objects this large say something about the path's throughput (smaller ones fit in socket buffers). */
+export const ETP_SAMPLE_BYTES_MIN = 64 * 1024;
+
+/**
+ * CMSD `etp` source: the throughput this node achieved to the session on its
+ * last large object (bytes over the time from response start until the last
+ * byte left for the kernel), sent back on the session's next responses.
+ */
+function measureDelivery(ctx: PlaybackContext, rc: RequestCtx, size: number): void {
+  const sid = rc.cmcd?.sid;
+  if (sid === undefined || size < ETP_SAMPLE_BYTES_MIN || rc.req.method === "HEAD") return;
+  const t0 = ctx.clock.monotonicMs();
+  rc.res.once("finish", () => {
+    const ms = Math.max(1, ctx.clock.monotonicMs() - t0);
+    const s = ctx.sessions.get(sid);
+    if (s) s.deliveredKbps = Math.round((size * 8) / ms);
+  });
 }
 
 async function lookupSegment(
