@@ -1,0 +1,362 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  defaultShardOptions,
+  type EncoderInput,
+  planShardMaps,
+  type ShardRangeRow,
+  type ShardStreamInput,
+  type StreamShardPlan,
+  validateShardRanges,
+} from "../../../coordinator/src/plan/index.ts";
+import { ComponentStatus } from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+
+const enc = (id: string, extra: Partial<EncoderInput> = {}): EncoderInput => ({
+  id,
+  status: ComponentStatus.HEALTHY,
+  maxStreams: 4,
+  ...extra,
+});
+
+const input = (extra: Partial<ShardStreamInput> = {}): ShardStreamInput => ({
+  streamId: "s1",
+  currentShard: 57,
+  ranges: [{ firstShard: 0, encoderId: "e1", replicaPackagerIds: ["p1", "p2"] }],
+  holderPackagerIds: ["p1", "p2"],
+  sessions: 10,
+  spareCandidates: ["p3", "p4", "p5"],
+  ...extra,
+});
+
+const planOne = (encoders: EncoderInput[], s: ShardStreamInput, o = defaultShardOptions) =>
+  planShardMaps({ encoders, streams: [s] }, o).streams[0] as StreamShardPlan;
+
+/** Encoder and targets of shard n, or undefined when no range covers it. */
+function at(ranges: readonly ShardRangeRow[], n: number) {
+  const r = ranges.find(
+    (x) => x.firstShard <= n && (x.lastShard === undefined || n <= x.lastShard),
+  );
+  return r && { encoderId: r.encoderId, targets: [...r.replicaPackagerIds].sort() };
+}
+
+/** The future [from, ∞) is covered exactly once, ending with one open range. */
+function assertFutureCovered(ranges: readonly ShardRangeRow[], from: number) {
+  validateShardRanges(ranges);
+  const future = ranges.filter((r) => r.lastShard === undefined || r.lastShard >= from);
+  assert.ok(future.length > 0);
+  assert.ok((future[0] as ShardRangeRow).firstShard <= from, "no gap at the boundary");
+  for (let i = 1; i < future.length; i++) {
+    assert.equal(
+      future[i]?.firstShard,
+      (future[i - 1]?.lastShard as number) + 1,
+      "contiguous, no overlap",
+    );
+  }
+  assert.equal(future[future.length - 1]?.lastShard, undefined, "ends open");
+}
+
+describe("shard map planner", () => {
+  it("gives a new stream one open range from the first shard, on the least loaded encoder", () => {
+    const p = planOne(
+      [enc("e1", { baseStreams: 3 }), enc("e2", { baseStreams: 1 }), enc("e3", { baseStreams: 1 })],
+      input({ currentShard: -1, ranges: [], holderPackagerIds: ["p2", "p1"] }),
+    );
+    assert.equal(p.changed, true);
+    assert.deepEqual(p.ranges, [
+      { firstShard: 0, lastShard: undefined, encoderId: "e2", replicaPackagerIds: ["p1", "p2"] },
+    ]);
+  });
+
+  it("changes nothing when the map is healthy (idempotent replanning)", () => {
+    const s = input();
+    const p = planOne([enc("e1"), enc("e2")], s);
+    assert.equal(p.changed, false);
+    assert.equal(p.ranges, s.ranges);
+    assert.deepEqual(p.futureEncoderIds, ["e1"]);
+  });
+
+  it("moves a down encoder's shards to a healthy one at the next shard boundary", () => {
+    const p = planOne(
+      [enc("e1", { status: ComponentStatus.DOWN }), enc("e2", { baseStreams: 2 }), enc("e3")],
+      input(),
+    );
+    assert.deepEqual(p.ranges, [
+      { firstShard: 0, lastShard: 57, encoderId: "e1", replicaPackagerIds: ["p1", "p2"] },
+      { firstShard: 58, lastShard: undefined, encoderId: "e3", replicaPackagerIds: ["p1", "p2"] },
+    ]);
+    assertFutureCovered(p.ranges, 58);
+  });
+
+  it("spreads the streams of a failed encoder over the healthy ones", () => {
+    const streams = ["a", "b", "c", "d"].map((id) =>
+      input({
+        streamId: id,
+        ranges: [{ firstShard: 0, encoderId: "dead", replicaPackagerIds: ["p1"] }],
+      }),
+    );
+    const plan = planShardMaps({
+      encoders: [enc("dead", { status: ComponentStatus.DOWN }), enc("e1"), enc("e2")],
+      streams,
+    });
+    const chosen = plan.streams.map((s) => s.futureEncoderIds.join());
+    assert.deepEqual(chosen, ["e1", "e2", "e1", "e2"]);
+    assert.equal(plan.encoderLoads.get("e1"), 2);
+    assert.equal(plan.encoderLoads.get("e2"), 2);
+    assert.equal(plan.encoderLoads.get("dead"), 0);
+  });
+
+  it("reassigns DRAINING and unknown encoders but keeps a SUSPECT one", () => {
+    const encoders = [
+      enc("drain", { status: ComponentStatus.DRAINING }),
+      enc("sus", { status: ComponentStatus.SUSPECT }),
+      enc("ok"),
+    ];
+    const r = (encoderId: string) => [
+      { firstShard: 0, encoderId, replicaPackagerIds: ["p1", "p2"] },
+    ];
+    assert.deepEqual(planOne(encoders, input({ ranges: r("drain") })).futureEncoderIds, ["ok"]);
+    assert.deepEqual(planOne(encoders, input({ ranges: r("ghost") })).futureEncoderIds, ["ok"]);
+    const kept = planOne(encoders, input({ ranges: r("sus") }));
+    assert.equal(kept.changed, false);
+    // A replacement prefers HEALTHY over SUSPECT even when busier.
+    const busy = [
+      enc("dead", { status: ComponentStatus.DOWN }),
+      enc("sus"),
+      enc("ok", { baseStreams: 3 }),
+    ];
+    busy[1] = { ...busy[1], status: ComponentStatus.SUSPECT } as EncoderInput;
+    assert.deepEqual(planOne(busy, input({ ranges: r("dead") })).futureEncoderIds, ["ok"]);
+  });
+
+  it("switches push targets at the next shard when the holders change", () => {
+    const p = planOne([enc("e1")], input({ holderPackagerIds: ["p2", "p3"] }));
+    assert.deepEqual(p.ranges, [
+      { firstShard: 0, lastShard: 57, encoderId: "e1", replicaPackagerIds: ["p1", "p2"] },
+      { firstShard: 58, lastShard: undefined, encoderId: "e1", replicaPackagerIds: ["p2", "p3"] },
+    ]);
+  });
+
+  it("keeps planned future ranges of healthy encoders and fills future gaps", () => {
+    const ranges: ShardRangeRow[] = [
+      { firstShard: 0, lastShard: 99, encoderId: "e1", replicaPackagerIds: ["p1", "p2"] },
+      { firstShard: 120, lastShard: 149, encoderId: "e2", replicaPackagerIds: ["p1", "p2"] },
+    ];
+    const p = planOne([enc("e1"), enc("e2"), enc("e3")], input({ currentShard: 57, ranges }));
+    assertFutureCovered(p.ranges, 58);
+    assert.deepEqual(
+      p.ranges.map((r) => [r.firstShard, r.lastShard, r.encoderId]),
+      [
+        [0, 119, "e1"],
+        [120, 149, "e2"],
+        [150, undefined, "e1"],
+      ],
+    );
+  });
+
+  it("gives a hot stream extra replicas up to the bound, with hysteresis", () => {
+    const o = { ...defaultShardOptions, hotSessionsEnter: 1000, hotSessionsExit: 600 };
+    const hot = planOne([enc("e1")], input({ sessions: 1000 }), o);
+    assert.equal(hot.hot, true);
+    assert.deepEqual(hot.extraReplicaIds, ["p3", "p4"]);
+    assert.deepEqual(hot.ranges[1]?.replicaPackagerIds, ["p1", "p2", "p3", "p4"]);
+    assert.equal(hot.ranges[1]?.firstShard, 58);
+
+    const committed = (ranges: readonly ShardRangeRow[], extra: Partial<ShardStreamInput>) =>
+      planOne([enc("e1")], input({ ranges, currentShard: 80, ...extra }), o);
+    const cooling = committed(hot.ranges, { sessions: 700 });
+    assert.equal(cooling.changed, false, "between exit and enter a hot stream stays hot");
+    const cooled = committed(hot.ranges, { sessions: 599 });
+    assert.equal(cooled.hot, false);
+    assert.deepEqual(cooled.ranges[cooled.ranges.length - 1]?.replicaPackagerIds, ["p1", "p2"]);
+    assert.equal(cooled.ranges[cooled.ranges.length - 1]?.firstShard, 81);
+    const warm = planOne([enc("e1")], input({ sessions: 999 }), o);
+    assert.equal(warm.changed, false, "below the enter threshold a cold stream stays cold");
+
+    // Never more than five targets per range.
+    const crowded = planOne(
+      [enc("e1")],
+      input({ sessions: 5000, holderPackagerIds: ["p1", "p2", "p6", "p7"] }),
+      o,
+    );
+    assert.deepEqual(crowded.extraReplicaIds, ["p3"]);
+    assert.deepEqual(crowded.notes, ["hot stream: 1/2 extra replicas available"]);
+  });
+
+  it("reports instead of inventing when no encoder can take the stream", () => {
+    const p = planOne(
+      [enc("e1", { status: ComponentStatus.DOWN }), enc("e2", { maxStreams: 1, baseStreams: 1 })],
+      input(),
+    );
+    assert.equal(p.changed, false);
+    assert.match(p.reasons.join(), /encoder e1 is not usable and no other encoder has capacity/);
+    const none = planOne([], input({ ranges: [], currentShard: -1 }));
+    assert.equal(none.changed, false);
+    assert.match(none.reasons.join(), /no encoder with capacity/);
+  });
+
+  it("compacts closed ranges far in the past when it changes the map", () => {
+    const ranges: ShardRangeRow[] = Array.from({ length: 50 }, (_, i) => ({
+      firstShard: i * 10,
+      lastShard: i === 49 ? undefined : i * 10 + 9,
+      encoderId: i % 2 ? "e1" : "e2",
+      replicaPackagerIds: ["p1", "p2"],
+    }));
+    const same = planOne([enc("e1"), enc("e2")], input({ ranges, currentShard: 495 }), {
+      ...defaultShardOptions,
+      pastShardsRetain: 100,
+    });
+    assert.equal(same.changed, false, "compaction alone is not worth a command");
+    const p = planOne(
+      [enc("e1", { status: ComponentStatus.DOWN }), enc("e2")],
+      input({ ranges, currentShard: 495 }),
+      { ...defaultShardOptions, pastShardsRetain: 100 },
+    );
+    assert.equal(p.ranges[0]?.firstShard, 390);
+    assertFutureCovered(p.ranges, 496);
+  });
+
+  it("rejects malformed maps with the offending range", () => {
+    assert.throws(
+      () =>
+        planOne(
+          [enc("e1")],
+          input({
+            ranges: [
+              { firstShard: 0, lastShard: 10, encoderId: "e1", replicaPackagerIds: ["p1"] },
+              { firstShard: 10, encoderId: "e1", replicaPackagerIds: ["p1"] },
+            ],
+          }),
+        ),
+      /streams\[0\]\.ranges\[1\]\.firstShard: 10 overlaps/,
+    );
+    assert.throws(
+      () =>
+        planOne(
+          [enc("e1")],
+          input({
+            ranges: [
+              { firstShard: 0, encoderId: "e1", replicaPackagerIds: ["p1"] },
+              { firstShard: 10, encoderId: "e1", replicaPackagerIds: ["p1"] },
+            ],
+          }),
+        ),
+      /ranges\[0\]\.lastShard: only the last range may be open-ended/,
+    );
+    assert.throws(
+      () => planOne([enc("e1"), enc("e1")], input()),
+      /encoders\[1\]\.id: duplicate encoder "e1"/,
+    );
+  });
+});
+
+describe("shard map planner vs a naive per-shard rule", () => {
+  const encoderArb = fc.record({
+    id: fc.constantFrom("e0", "e1", "e2", "e3"),
+    status: fc.constantFrom(
+      ComponentStatus.HEALTHY,
+      ComponentStatus.HEALTHY,
+      ComponentStatus.SUSPECT,
+      ComponentStatus.DOWN,
+      ComponentStatus.DRAINING,
+    ),
+    maxStreams: fc.integer({ min: 0, max: 3 }),
+    baseStreams: fc.integer({ min: 0, max: 3 }),
+  });
+  const rangesArb = fc
+    .array(
+      fc.record({
+        gap: fc.integer({ min: 0, max: 3 }),
+        length: fc.integer({ min: 1, max: 20 }),
+        encoderId: fc.constantFrom("e0", "e1", "e2", "e3", "gone"),
+        replicaPackagerIds: fc.uniqueArray(fc.constantFrom("p1", "p2", "p3"), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+      }),
+      { maxLength: 5 },
+    )
+    .chain((pieces) =>
+      fc.boolean().map((openEnd) => {
+        const out: ShardRangeRow[] = [];
+        let next = 0;
+        for (const [i, p] of pieces.entries()) {
+          const first = next + p.gap;
+          const last = openEnd && i === pieces.length - 1 ? undefined : first + p.length - 1;
+          out.push({
+            firstShard: first,
+            lastShard: last,
+            encoderId: p.encoderId,
+            replicaPackagerIds: p.replicaPackagerIds,
+          });
+          next = (last ?? first) + 1;
+        }
+        return out;
+      }),
+    );
+
+  /** Naive: the documented rule applied shard by shard. */
+  function expectedAt(
+    encoders: readonly EncoderInput[],
+    s: ShardStreamInput,
+    n: number,
+    targets: readonly string[],
+  ) {
+    if (n <= s.currentShard) return at(s.ranges, n);
+    const usable = (id: string | undefined) =>
+      encoders.some(
+        (e) =>
+          e.id === id &&
+          [ComponentStatus.HEALTHY, ComponentStatus.SUSPECT, ComponentStatus.UNKNOWN].includes(
+            e.status,
+          ),
+      );
+    const cur = at(s.ranges, n);
+    if (cur && usable(cur.encoderId)) return { encoderId: cur.encoderId, targets };
+    let futureUsable: string[] = [];
+    for (let k = s.currentShard + 1; k <= s.currentShard + 200; k++) {
+      const e = at(s.ranges, k)?.encoderId;
+      if (e && usable(e)) futureUsable.push(e);
+    }
+    futureUsable = [...new Set(futureUsable)].sort();
+    if (futureUsable.length > 0) return { encoderId: futureUsable[0], targets };
+    const rank = (st: ComponentStatus) =>
+      st === ComponentStatus.HEALTHY ? 0 : st === ComponentStatus.UNKNOWN ? 1 : 2;
+    const cap = (e: EncoderInput) => e.maxStreams || defaultShardOptions.defaultEncoderMaxStreams;
+    const best = encoders
+      .filter((e) => usable(e.id) && (e.baseStreams ?? 0) + 1 <= cap(e))
+      .sort(
+        (a, b) =>
+          rank(a.status) - rank(b.status) ||
+          ((a.baseStreams ?? 0) + 1) / cap(a) - ((b.baseStreams ?? 0) + 1) / cap(b) ||
+          (a.id < b.id ? -1 : 1),
+      )[0];
+    return best ? { encoderId: best.id, targets } : cur;
+  }
+
+  it("maps every shard as the naive rule does, covers the future exactly once, and is idempotent", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(encoderArb, { selector: (e) => e.id, maxLength: 4 }),
+        rangesArb,
+        fc.integer({ min: -1, max: 80 }),
+        fc.uniqueArray(fc.constantFrom("p1", "p2", "p3", "p4"), { minLength: 1, maxLength: 4 }),
+        (encoders, ranges, currentShard, holders) => {
+          const s = input({ ranges, currentShard, holderPackagerIds: holders, sessions: 0 });
+          const p = planOne(encoders, s);
+          const targets = [...holders].sort();
+          const anyProducer = p.reasons.length === 0;
+          if (anyProducer) assertFutureCovered(p.ranges, currentShard + 1);
+          else validateShardRanges(p.ranges);
+          for (let n = 0; n <= currentShard + 120; n++) {
+            const want = expectedAt(encoders, s, n, targets);
+            if (!anyProducer && n > currentShard) continue;
+            assert.deepEqual(at(p.ranges, n), want, `shard ${n}`);
+          }
+          const again = planOne(encoders, { ...s, ranges: p.ranges });
+          assert.equal(again.changed, false, "replanning the planned map changes nothing");
+        },
+      ),
+      { seed: 424242, numRuns: 400 },
+    );
+  });
+});
