@@ -255,7 +255,7 @@ describe("handover orchestrator (real single-node Raft, recorded effects)", func
     assert.ok(node.cluster.leadership().term > termBefore, "a new term");
     await waitFor(
       () => node.cluster.fsm.handovers()[0]?.state === HandoverState.COMPLETED,
-      "completion after restart",
+      `completion after restart (${JSON.stringify(node.cluster.fsm.handovers().map((h) => [HandoverState[h.state], h.error]))})`,
     );
     // The successor did not repeat the earlier steps' effects.
     assert.ok(

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../common/config.ts";
-import { silentLogger } from "../../common/log.ts";
+import { createLogger, silentLogger } from "../../common/log.ts";
 import { coordinatorConfigSchema } from "../../coordinator/src/runtime/config.ts";
 import {
   type CoordinatorNode,

@@ -80,8 +80,14 @@ export function createNoticePublisher(
         publishChain(c.id, c.deleted ? "stream deleted" : "stream updated");
     }
   });
+  // Republish only once caught up with the log, so the "latest" notice is
+  // really the latest committed one.
   const offLeader = cluster.onLeadershipChange((l) => {
-    if (l.isLeader) republishAll("became leader");
+    if (!l.isLeader) return;
+    cluster
+      .readBarrier()
+      .then(() => republishAll("became leader"))
+      .catch((err) => log.warn("could not republish notices after becoming leader", { err }));
   });
   const offBus = bus.onConnected(() => republishAll("nats connected"));
 

@@ -11,6 +11,7 @@
  * rolls back (the standby is unassigned; the primary keeps serving).
  */
 import { randomUUID } from "node:crypto";
+import { clone } from "@bufbuild/protobuf";
 import { Code, ConnectError, errorMessage } from "../../../common/errors.ts";
 import type { Logger } from "../../../common/log.ts";
 import {
@@ -20,6 +21,7 @@ import {
 import {
   type Handover,
   HandoverReason,
+  HandoverSchema,
   HandoverState,
 } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
 import type { Stream } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
@@ -126,7 +128,17 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
 
   const fsm = cluster.fsm;
   const automatic = opts.automatic ?? true;
-  const isLeader = () => cluster.leadership().isLeader && !stopped && automatic;
+  /**
+   * Acting needs more than leadership: the leader must have applied every
+   * entry committed before its term (its no-op committed), or it would act on
+   * stale state, e.g. redo the first step of a handover that a previous leader
+   * already advanced. `caughtUpTerm` is set after a read barrier in that term.
+   */
+  let caughtUpTerm = -1;
+  const isLeader = () => {
+    const l = cluster.leadership();
+    return l.isLeader && l.term === caughtUpTerm && !stopped && automatic;
+  };
 
   const primaryOf = (streamId: string): string[] => {
     const a = fsm.assignments(streamId)?.assignments ?? [];
@@ -366,8 +378,10 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     void (async () => {
       try {
         for (;;) {
-          const h = fsm.handover(id);
-          if (!h || !isHandoverOpen(h) || !isLeader()) return;
+          const live = fsm.handover(id);
+          if (!live || !isHandoverOpen(live) || !isLeader()) return;
+          // FSM views are live objects: act on a copy of the state read now.
+          const h = clone(HandoverSchema, live);
           if (
             h.deadlineUnixMs > 0n &&
             BigInt(Math.trunc(cluster.clock.nowMs())) > h.deadlineUnixMs
@@ -389,6 +403,8 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
             await step(h, stepAc.signal);
           } catch (err) {
             if (!isLeader()) return; // the next leader resumes from the log
+            // A compare-and-set that lost means the state moved: re-read, go on.
+            if (err instanceof ConnectError && err.code === Code.Aborted) continue;
             const latest = fsm.handover(id);
             if (latest && isHandoverOpen(latest) && latest.state === h.state) {
               log.warn("handover step failed; aborting", {
@@ -502,11 +518,24 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
       }
     }
   });
+  const catchUp = (term: number) => {
+    cluster
+      .readBarrier()
+      .then(() => {
+        const l = cluster.leadership();
+        if (!l.isLeader || l.term !== term) return;
+        caughtUpTerm = term;
+        resumeAll();
+      })
+      .catch((err) =>
+        log.warn("leader could not confirm it is caught up; handovers wait", { err }),
+      );
+  };
   const offLeader = cluster.onLeadershipChange((l) => {
-    if (l.isLeader) resumeAll();
+    if (l.isLeader) catchUp(l.term);
     else for (const ac of running.values()) ac.abort();
   });
-  if (isLeader()) resumeAll();
+  if (cluster.leadership().isLeader) catchUp(cluster.leadership().term);
 
   return {
     begin,
