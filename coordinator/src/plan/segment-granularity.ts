@@ -1,0 +1,233 @@
+/**
+ * Segment granularity: the segment duration of a stream adapts to its demand
+ * within [segment_duration_min_ms, segment_duration_max_ms].
+ *
+ * Why it is not "shorter is better": a handover switches viewers at a segment
+ * boundary, so shorter segments make switches (and startup) faster, but every
+ * segment is one more request per viewer (and per edge), one more playlist
+ * update, and more per-segment overhead. The rule, with three levels:
+ * - high:   sessions ≥ highSessionsEnter → the longest allowed duration
+ *           (cut the request rate where it is largest);
+ * - low:    LOW_LATENCY and sessions ≤ lowSessionsEnter → the shortest allowed
+ *           duration (few viewers: requests are cheap, fast switches matter);
+ * - normal: otherwise → the spec's target.
+ * Hysteresis: a stream at the high level stays there until sessions drop
+ * below highSessionsExit, one at the low level until sessions exceed
+ * lowSessionsExit; and no change is made within minSegmentsBetweenChanges
+ * segments of the previous one (unless the duration in force is not a valid
+ * level any more, e.g. after a spec change).
+ *
+ * Alignment: durations are multiples of the unit, part_duration_ms for
+ * LOW_LATENCY (parts tile segments) and shard_duration_ms for STANDARD
+ * (segments are built from whole shards). A change takes effect at the next
+ * segment boundary: effectiveMsn = currentMsn + 1, whose first shard is the
+ * shard after the last shard of segment currentMsn under the old duration.
+ *
+ * MSN numbering across changes (SegmentSchedule): from `sinceMsn`, whose
+ * first shard is `sinceShard`, segments are `segmentDurationMs` long, so
+ * msn(n) = sinceMsn + floor((n − sinceShard) / shardsPerSegment). A stream
+ * that never changed has sinceMsn = sinceShard = 0 and the spec's target.
+ */
+import { LatencyMode } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { requireInt } from "./types.ts";
+
+export interface SegmentSchedule {
+  readonly segmentDurationMs: number;
+  /** First MSN cut with segmentDurationMs. */
+  readonly sinceMsn: number;
+  /** First shard of segment sinceMsn. */
+  readonly sinceShard: number;
+}
+
+export interface SegmentPolicyInput {
+  readonly shardDurationMs: number;
+  readonly latencyMode: LatencyMode;
+  readonly segmentDurationTargetMs: number;
+  readonly segmentDurationMinMs: number;
+  readonly segmentDurationMaxMs: number;
+  /** 0 for STANDARD. */
+  readonly partDurationMs: number;
+}
+
+export interface GranularityInput {
+  readonly policy: SegmentPolicyInput;
+  readonly schedule: SegmentSchedule;
+  /** Shard being produced now (>= schedule.sinceShard). */
+  readonly currentShard: number;
+  /** Viewer sessions of the whole stream. */
+  readonly sessions: number;
+}
+
+export interface GranularityOptions {
+  readonly lowSessionsEnter: number;
+  /** >= lowSessionsEnter. */
+  readonly lowSessionsExit: number;
+  /** > lowSessionsExit. */
+  readonly highSessionsExit: number;
+  /** >= highSessionsExit. */
+  readonly highSessionsEnter: number;
+  /** Segments that must pass after a change before the next one. */
+  readonly minSegmentsBetweenChanges: number;
+}
+
+export const defaultGranularityOptions: GranularityOptions = {
+  lowSessionsEnter: 20,
+  lowSessionsExit: 50,
+  highSessionsExit: 3_000,
+  highSessionsEnter: 5_000,
+  minSegmentsBetweenChanges: 15,
+};
+
+export type GranularityDecision =
+  | { readonly kind: "keep"; readonly segmentDurationMs: number; readonly reason: string }
+  | {
+      readonly kind: "change";
+      readonly segmentDurationMs: number;
+      readonly effectiveMsn: number;
+      readonly effectiveShard: number;
+      /** The schedule in force from effectiveMsn on. */
+      readonly schedule: SegmentSchedule;
+      readonly reason: string;
+    };
+
+export type GranularityLevel = "low" | "normal" | "high";
+
+export function validateGranularityOptions(o: GranularityOptions): void {
+  requireInt("lowSessionsEnter", o.lowSessionsEnter, 0);
+  requireInt("lowSessionsExit", o.lowSessionsExit, o.lowSessionsEnter);
+  requireInt("highSessionsExit", o.highSessionsExit, o.lowSessionsExit + 1);
+  requireInt("highSessionsEnter", o.highSessionsEnter, o.highSessionsExit);
+  requireInt("minSegmentsBetweenChanges", o.minSegmentsBetweenChanges, 0, 1_000_000);
+}
+
+/** Alignment unit of segment durations: part duration for LOW_LATENCY, shard duration otherwise. */
+export function segmentUnitMs(p: SegmentPolicyInput): number {
+  return p.latencyMode === LatencyMode.LOW_LATENCY ? p.partDurationMs : p.shardDurationMs;
+}
+
+function validatePolicy(p: SegmentPolicyInput): void {
+  requireInt("policy.shardDurationMs", p.shardDurationMs, 200, 500);
+  requireInt("policy.segmentDurationMinMs", p.segmentDurationMinMs, p.shardDurationMs);
+  requireInt("policy.segmentDurationTargetMs", p.segmentDurationTargetMs, p.segmentDurationMinMs);
+  requireInt("policy.segmentDurationMaxMs", p.segmentDurationMaxMs, p.segmentDurationTargetMs);
+  if (p.latencyMode === LatencyMode.LOW_LATENCY) {
+    requireInt("policy.partDurationMs", p.partDurationMs, p.shardDurationMs);
+    if (p.partDurationMs % p.shardDurationMs !== 0) {
+      throw new RangeError(
+        `policy.partDurationMs: ${p.partDurationMs} is not a multiple of shardDurationMs ${p.shardDurationMs}`,
+      );
+    }
+  } else if (p.latencyMode !== LatencyMode.STANDARD) {
+    throw new RangeError(
+      `policy.latencyMode: must be LOW_LATENCY or STANDARD, got ${p.latencyMode}`,
+    );
+  }
+  const unit = segmentUnitMs(p);
+  if (p.segmentDurationTargetMs % unit !== 0) {
+    throw new RangeError(
+      `policy.segmentDurationTargetMs: ${p.segmentDurationTargetMs} is not a multiple of ${unit} ms`,
+    );
+  }
+}
+
+/** The durations of the three levels (all multiples of the unit, within [min, max]). */
+export function granularityLevels(p: SegmentPolicyInput): Record<GranularityLevel, number> {
+  validatePolicy(p);
+  const unit = segmentUnitMs(p);
+  return {
+    low: Math.ceil(p.segmentDurationMinMs / unit) * unit,
+    normal: p.segmentDurationTargetMs,
+    high: Math.floor(p.segmentDurationMaxMs / unit) * unit,
+  };
+}
+
+function validateSchedule(s: SegmentSchedule, shardDurationMs: number): void {
+  requireInt("schedule.sinceMsn", s.sinceMsn, 0);
+  requireInt("schedule.sinceShard", s.sinceShard, 0);
+  requireInt("schedule.segmentDurationMs", s.segmentDurationMs, shardDurationMs);
+  if (s.segmentDurationMs % shardDurationMs !== 0) {
+    throw new RangeError(
+      `schedule.segmentDurationMs: ${s.segmentDurationMs} is not a multiple of the shard duration ${shardDurationMs}`,
+    );
+  }
+}
+
+/** MSN of the segment containing `shard` (shard >= schedule.sinceShard). */
+export function msnOfShard(s: SegmentSchedule, shardDurationMs: number, shard: number): number {
+  validateSchedule(s, shardDurationMs);
+  requireInt("shard", shard, s.sinceShard);
+  const perSegment = s.segmentDurationMs / shardDurationMs;
+  return s.sinceMsn + Math.floor((shard - s.sinceShard) / perSegment);
+}
+
+/** First shard of segment `msn` (msn >= schedule.sinceMsn). */
+export function firstShardOfMsn(s: SegmentSchedule, shardDurationMs: number, msn: number): number {
+  validateSchedule(s, shardDurationMs);
+  requireInt("msn", msn, s.sinceMsn);
+  const perSegment = s.segmentDurationMs / shardDurationMs;
+  return s.sinceShard + (msn - s.sinceMsn) * perSegment;
+}
+
+/** The level a duration corresponds to; undefined if it is none of them (spec changed). */
+function levelOf(
+  levels: Record<GranularityLevel, number>,
+  ms: number,
+): GranularityLevel | undefined {
+  if (ms === levels.normal) return "normal";
+  if (ms === levels.high) return "high";
+  if (ms === levels.low) return "low";
+  return undefined;
+}
+
+export function desiredLevel(
+  current: GranularityLevel | undefined,
+  sessions: number,
+  lowLatency: boolean,
+  o: GranularityOptions,
+): GranularityLevel {
+  if (current === "high" && sessions >= o.highSessionsExit) return "high";
+  if (current === "low" && lowLatency && sessions <= o.lowSessionsExit) return "low";
+  if (sessions >= o.highSessionsEnter) return "high";
+  if (lowLatency && sessions <= o.lowSessionsEnter) return "low";
+  return "normal";
+}
+
+export function planSegmentDuration(
+  input: GranularityInput,
+  options: GranularityOptions = defaultGranularityOptions,
+): GranularityDecision {
+  validateGranularityOptions(options);
+  const p = input.policy;
+  const levels = granularityLevels(p);
+  requireInt("sessions", input.sessions, 0);
+  const curMs = input.schedule.segmentDurationMs;
+  const currentMsn = msnOfShard(input.schedule, p.shardDurationMs, input.currentShard);
+  const curLevel = levelOf(levels, curMs);
+  const lowLatency = p.latencyMode === LatencyMode.LOW_LATENCY;
+  const want = desiredLevel(curLevel, input.sessions, lowLatency, options);
+  const wantMs = levels[want];
+  if (wantMs === curMs) {
+    return { kind: "keep", segmentDurationMs: curMs, reason: `${want} level (${curMs} ms) holds` };
+  }
+  const effectiveMsn = currentMsn + 1;
+  const sinceChange = effectiveMsn - input.schedule.sinceMsn;
+  if (curLevel !== undefined && sinceChange < options.minSegmentsBetweenChanges) {
+    return {
+      kind: "keep",
+      segmentDurationMs: curMs,
+      reason: `would change to ${wantMs} ms but the last change was ${sinceChange} segment(s) ago (< ${options.minSegmentsBetweenChanges})`,
+    };
+  }
+  const effectiveShard = firstShardOfMsn(input.schedule, p.shardDurationMs, effectiveMsn);
+  return {
+    kind: "change",
+    segmentDurationMs: wantMs,
+    effectiveMsn,
+    effectiveShard,
+    schedule: { segmentDurationMs: wantMs, sinceMsn: effectiveMsn, sinceShard: effectiveShard },
+    reason:
+      curLevel === undefined
+        ? `${curMs} ms is no longer a level of the policy: ${want} level ${wantMs} ms`
+        : `${input.sessions} sessions: ${curLevel} → ${want} (${curMs} → ${wantMs} ms)`,
+  };
+}
