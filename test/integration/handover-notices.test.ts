@@ -69,7 +69,10 @@ describe("handover notices (real coordinator node, real nats-server)", function 
   before(async () => {
     nats = await startNatsServer();
     const bus = createNatsNoticeBus({ servers: [nats.url], log: silentLogger });
-    node = await startSingleNode({ handover: { automatic: false } }, { noticeBus: bus });
+    node = await startSingleNode(
+      { handover: { automatic: false }, placement: { automatic: false } },
+      { noticeBus: bus },
+    );
     const c = node.cluster;
     for (const [id, url] of [
       ["pkg-a", "http://127.0.0.1:9001"],

@@ -140,7 +140,7 @@ describe("handover orchestrator (real single-node Raft, recorded effects)", func
   let node: Node;
   const start = async (effects: HandoverEffects, reuseDir?: string) => {
     node = await startSingleNode(
-      { handover: { stepDeadlineMs: 5000 } },
+      { handover: { stepDeadlineMs: 5000 }, placement: { automatic: false } },
       { handoverEffects: effects },
       reuseDir,
     );

@@ -19,7 +19,10 @@ describe("content steering manifest (real coordinator, real HTTP)", function () 
   const get = (path: string, method = "GET") =>
     fetch(`http://${node.apiServer.address}${path}`, { method });
   before(async () => {
-    node = await startSingleNode({ handover: { automatic: false } });
+    node = await startSingleNode({
+      handover: { automatic: false },
+      placement: { automatic: false },
+    });
     const c = node.cluster;
     for (const id of ["pkg-a", "pkg-b", "pkg-c"]) {
       await c.propose({

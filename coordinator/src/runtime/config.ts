@@ -106,6 +106,15 @@ export const coordinatorConfigSchema = s.object({
       credsFile: s.optional(s.string({ minLength: 1 })),
     }),
   ),
+  placement: s.default(
+    s.object({
+      /** Plan and commit assignments and shard maps, and push them to packagers. */
+      automatic: s.default(s.boolean(), true),
+      /** Period of a planning round. */
+      intervalMs: s.default(s.number({ min: 50, max: 60_000, integer: true }), 1000),
+    }),
+    { automatic: true, intervalMs: 1000 },
+  ),
   handover: s.default(
     s.object({
       /** Deadline of each handover step (prepare, pre-stitch, notify, switch). */

@@ -17,6 +17,7 @@ import {
   type HandoverEffects,
   type Orchestrator,
 } from "../act/orchestrator.ts";
+import { createPlacementLoop } from "../act/placement.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { createComponentService } from "../api/component-service.ts";
 import type { StartHandoverFn } from "../api/handover-service.ts";
@@ -26,6 +27,7 @@ import { type AgentIngest, createAgentIngest } from "../ingest/index.ts";
 export interface ControlPlaneOptions {
   dataDir: string;
   log: Logger;
+  placement: { automatic: boolean; intervalMs: number };
   handover: {
     stepDeadlineMs: number;
     handoverDeadlineMs: number;
@@ -83,6 +85,14 @@ export function createControlPlane(
     switchAheadSegments: opts.handover.switchAheadSegments,
     automatic: opts.handover.automatic,
   });
+  const placement = opts.placement.automatic
+    ? createPlacementLoop({
+        cluster,
+        effects: opts.effects ?? (realEffects as HandoverEffects),
+        log: log.child({ part: "placement" }),
+        intervalMs: opts.placement.intervalMs,
+      })
+    : undefined;
   const startHandover: StartHandoverFn = (req) =>
     orchestrator.begin({
       streamId: req.streamId,
@@ -106,6 +116,7 @@ export function createControlPlane(
       detector.start();
     },
     async stop() {
+      placement?.stop();
       orchestrator.stop();
       offLiveness();
       detector.close();

@@ -237,6 +237,7 @@ export async function startCoordinatorNode(
     dataDir: cfg.dataDir,
     log,
     handover: cfg.handover,
+    placement: cfg.placement,
     ...(deps.handoverEffects ? { effects: deps.handoverEffects } : {}),
   });
   const extraHttp = deps.httpFallback?.(cluster);

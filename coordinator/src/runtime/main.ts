@@ -16,7 +16,9 @@ Runs one node of the Raft-replicated coordinator cluster.
 
 Options:
   --config FILE   YAML config (see deploy/examples/coordinator-*.yaml)
-  --check-data    inspect the data directory (WAL segments, snapshots) and exit
+  --check-data    inspect the data directory (WAL segments, snapshots) and exit:
+                  0 if the node can start (a torn tail is truncated at start), 1 if it
+                  would refuse (corruption)
   -h, --help      show this help
 `;
 
@@ -46,8 +48,10 @@ export async function main(argv: string[]): Promise<number> {
 
   if (args.values["check-data"]) {
     try {
-      process.stdout.write(`${formatInspection(await inspectDurableLog(cfg.dataDir))}\n`);
-      return 0;
+      const inspection = await inspectDurableLog(cfg.dataDir);
+      process.stdout.write(`${formatInspection(inspection)}\n`);
+      // Scripts and supervisors test the exit code: 1 when the node would refuse to start.
+      return inspection.ok ? 0 : 1;
     } catch (err) {
       process.stderr.write(`understudy coordinator: ${(err as Error).message}\n`);
       return 1;
