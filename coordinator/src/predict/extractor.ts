@@ -296,7 +296,7 @@ export function createFeatureExtractor(opts: ExtractorOptions = {}): FeatureExtr
       // within its own duration, while a permanent level shift still is, eventually.
       const far =
         b.absorbedMs >= baselineWarmupMs && Math.abs(zScore(v, b.mean, b.variance, floor)) > 3;
-      baselineStep(b, v, Number.isNaN(dt) ? 0 : dt, far ? baselineTauMs * 10 : baselineTauMs);
+      baselineStep(b, v, Number.isNaN(dt) ? 0 : dt, baselineTauMs, far ? 0.1 : 1);
     }
     if (m === M.restarts) {
       if (!Number.isNaN(c.restartsValue) && v !== c.restartsValue) c.restartsChangedMs = tMs;

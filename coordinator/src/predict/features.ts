@@ -217,29 +217,43 @@ export function ewmaStep(prev: number, x: number, dtMs: number, tauMs: number): 
 export interface Baseline {
   mean: number;
   variance: number;
+  /** Samples absorbed. */
+  n: number;
   /** Milliseconds of data absorbed so far (for warm-up). */
   absorbedMs: number;
 }
 
 export function createBaseline(): Baseline {
-  return { mean: Number.NaN, variance: 0, absorbedMs: 0 };
+  return { mean: Number.NaN, variance: 0, n: 0, absorbedMs: 0 };
 }
 
 /**
- * Incremental exponentially weighted mean/variance (West 1979 form):
- * d = x - mean; mean += a*d; var = (1 - a) * (var + a*d*d), a = 1 - exp(-dt/tau).
+ * Incremental weighted mean/variance (West 1979 form):
+ * d = x - mean; mean += w*d; var = (1 - w) * (var + w*d*d), with
+ * w = max(1 - exp(-dt/tau), 1/(n+1)): a plain running mean and variance
+ * until there is enough data for the exponential weight to take over, so the
+ * first samples do not bias the baseline for a whole time constant.
+ * `weightScale` < 1 absorbs this sample more slowly (used for outliers).
  * Mutates and returns `b`.
  */
-export function baselineStep(b: Baseline, x: number, dtMs: number, tauMs: number): Baseline {
-  if (Number.isNaN(b.mean)) {
+export function baselineStep(
+  b: Baseline,
+  x: number,
+  dtMs: number,
+  tauMs: number,
+  weightScale = 1,
+): Baseline {
+  if (b.n === 0 || Number.isNaN(b.mean)) {
     b.mean = x;
     b.variance = 0;
+    b.n = 1;
     return b;
   }
-  const a = 1 - Math.exp(-Math.max(0, dtMs) / tauMs);
+  const w = Math.max(1 - Math.exp(-Math.max(0, dtMs) / tauMs), 1 / (b.n + 1)) * weightScale;
   const d = x - b.mean;
-  b.mean += a * d;
-  b.variance = (1 - a) * (b.variance + a * d * d);
+  b.mean += w * d;
+  b.variance = (1 - w) * (b.variance + w * d * d);
+  b.n++;
   b.absorbedMs += Math.max(0, dtMs);
   return b;
 }

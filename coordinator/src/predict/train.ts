@@ -326,3 +326,25 @@ export function retrainModel(
     thresholds: { default: mapThreshold(model.thresholds.default), byRole },
   };
 }
+
+/**
+ * A model that needs no training data: the stability score alone, mapped to a
+ * probability (50% at 30 points lost), with empty trees and a zero logistic
+ * regression. For a fresh cluster until a trained model is committed; the
+ * online logistic regression starts learning from it at once.
+ */
+export function createStabilityOnlyModel(horizonMs = 30_000): PredictorModel {
+  const dim = FEATURE_NAMES.length;
+  return {
+    featureSetVersion: FEATURE_SET_VERSION,
+    featureNames: FEATURE_NAMES,
+    horizonMs,
+    trainedAtMs: 0,
+    standardizer: { mean: new Float64Array(dim), scale: new Float64Array(dim).fill(1) },
+    logistic: { weights: new Float64Array(dim), bias: 0 },
+    positiveWeight: 1,
+    gbt: { baseMargin: 0, trees: [] },
+    stack: { bias: -6, stability: 20, logistic: 0, trees: 0 },
+    thresholds: { default: 0.5, byRole: {} },
+  };
+}
