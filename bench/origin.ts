@@ -33,7 +33,7 @@ const MAIN = join(ROOT, "packager-node/src/main.ts");
 // ---- bounds (every loop below is bounded by these) ----
 const CONCURRENCY = 16;
 const RUN_MS = 4000;
-const ROUNDS = 2;
+const ROUNDS = 3;
 const REQUESTS_MAX_PER_RUN = 2_000_000;
 const LATENCY_SAMPLES_MAX = 1_000_000;
 const BLOCKING_ITERATIONS = 40;
@@ -232,6 +232,8 @@ const T0 = Date.UTC(2024, 0, 1);
 // ---------------------------------------------------------------- main ----
 
 async function main(): Promise<void> {
+  // Client and servers share the machine: other load skews the ratios, so it is recorded.
+  const loadAtStart = os.loadavg();
   const tmp = await mkdtemp(join(os.tmpdir(), "understudy-bench-origin-"));
   const children: ChildProcess[] = [];
   try {
@@ -485,7 +487,7 @@ http {
       `\nbench:origin — ${CONCURRENCY} keep-alive connections, ${RUN_MS} ms per run, best of ${ROUNDS} interleaved rounds`,
     );
     console.log(
-      `node ${process.version}, ${nginxVersion}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"})\n`,
+      `node ${process.version}, ${nginxVersion}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(" ")}\n`,
     );
     console.log(line(rows[0]!));
     console.log(widths.map((w) => "-".repeat(w)).join("  "));
@@ -515,6 +517,7 @@ http {
             nginx: nginxVersion,
             cpus: os.cpus().length,
             cpuModel: os.cpus()[0]?.model ?? null,
+            loadAverageAtStart: loadAtStart,
           },
           params: { concurrency: CONCURRENCY, runMs: RUN_MS, rounds: ROUNDS, nginxWorkers: 1 },
           throughput: results.map((r) => ({

@@ -273,7 +273,7 @@ async function servePlaylist(
       "retry-after": "1",
     });
   }
-  const text = mediaPlaylist(st, r, skipParam !== null);
+  const body = mediaPlaylist(st, r, skipParam !== null);
   const td = targetDurationSec({
     targetSegmentDurationMs: st.def.targetSegmentDurationMs,
     segments: r.timeline.closed,
@@ -283,7 +283,6 @@ async function servePlaylist(
     : low
       ? "public, max-age=1"
       : `public, max-age=${Math.max(1, Math.floor(td / 2))}`;
-  const body = Buffer.from(text);
   sendBody(rc.req, rc.res, 200, body, {
     "content-type": PLAYLIST_TYPE,
     "cache-control": cacheControl,
@@ -474,7 +473,7 @@ export async function handlePlayback(
       if (name === "master.m3u8") {
         route = "multivariant";
         admit(ctx, rc, { streamId: st.def.id }, true);
-        const body = Buffer.from(multivariantPlaylist(st));
+        const body = multivariantPlaylist(st);
         sendBody(req, res, 200, body, {
           "content-type": PLAYLIST_TYPE,
           "cache-control": "public, max-age=5",
@@ -495,7 +494,7 @@ export async function handlePlayback(
             },
           );
         }
-        const body = Buffer.from(mpd);
+        const body = mpd;
         sendBody(req, res, 200, body, {
           "content-type": "application/dash+xml",
           "cache-control": "public, max-age=1",

@@ -12,13 +12,16 @@ import { writeMultivariantPlaylist } from "../playlist/hls-multivariant.ts";
 import type { RenditionReportView } from "../playlist/model.ts";
 import type { RenditionState, StreamState } from "../store/media-store.ts";
 
-/** Playlist cache entries per stream (renditions × {full, delta} + master + mpd). */
-function cached(st: StreamState, key: string, render: () => string): string {
+/**
+ * Playlist cache entries per stream (renditions × {full, delta} + master +
+ * mpd), as the bytes sent, so a hit costs no rendering and no encoding.
+ */
+function cached(st: StreamState, key: string, render: () => string): Buffer {
   const hit = st.playlistCache.get(key);
-  if (hit && hit.version === st.version) return hit.text;
-  const text = render();
-  st.playlistCache.set(key, { version: st.version, text });
-  return text;
+  if (hit && hit.version === st.version) return hit.body;
+  const body = Buffer.from(render());
+  st.playlistCache.set(key, { version: st.version, body });
+  return body;
 }
 
 export function renditionReports(st: StreamState, self: string): RenditionReportView[] {
@@ -31,7 +34,7 @@ export function renditionReports(st: StreamState, self: string): RenditionReport
   return out;
 }
 
-export function mediaPlaylist(st: StreamState, r: RenditionState, skipRequested: boolean): string {
+export function mediaPlaylist(st: StreamState, r: RenditionState, skipRequested: boolean): Buffer {
   const skip = skipRequested && st.def.deltaUpdates && st.def.latency === "low";
   return cached(st, `${r.info.id}|${skip ? "skip" : "full"}`, () => {
     const open = r.timeline.openView();
@@ -56,7 +59,7 @@ export function currentTargetDurationSec(st: StreamState, r: RenditionState): nu
   });
 }
 
-export function multivariantPlaylist(st: StreamState): string {
+export function multivariantPlaylist(st: StreamState): Buffer {
   return cached(st, "|master", () =>
     writeMultivariantPlaylist({
       renditions: st.def.renditions,
@@ -78,7 +81,7 @@ export function availabilityStartMs(st: StreamState): number | undefined {
   return undefined;
 }
 
-export function dashManifest(st: StreamState): string | undefined {
+export function dashManifest(st: StreamState): Buffer | undefined {
   const ast = availabilityStartMs(st);
   if (ast === undefined) return undefined;
   return cached(st, "|mpd", () =>

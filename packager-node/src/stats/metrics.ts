@@ -36,9 +36,15 @@ export class Counter implements Metric {
     private readonly seriesMax = 1000,
   ) {}
   inc(labels?: Labels, by = 1): void {
-    let key = labelKey(labels);
+    this.incKey(labelKey(labels), by);
+  }
+  /** `key` as returned by `Counter.key(labels)`: for hot paths that reuse label sets. */
+  incKey(key: string, by = 1): void {
     if (!this.values.has(key) && this.values.size >= this.seriesMax) key = 'overflow="true"';
     this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+  static key(labels?: Labels): string {
+    return labelKey(labels);
   }
   get(labels?: Labels): number {
     return this.values.get(labelKey(labels)) ?? 0;
@@ -79,7 +85,9 @@ export class Histogram implements Metric {
     private readonly seriesMax = 100,
   ) {}
   observe(value: number, labels?: Labels): void {
-    let key = labelKey(labels);
+    this.observeKey(value, labelKey(labels));
+  }
+  observeKey(value: number, key: string): void {
     let s = this.series.get(key);
     if (!s) {
       if (this.series.size >= this.seriesMax) key = 'overflow="true"';

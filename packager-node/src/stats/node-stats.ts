@@ -111,9 +111,10 @@ export class NodeStats {
     bytes: number,
     nowMs: number,
   ): void {
-    this.requests.inc({ route, code: String(status) });
-    this.latency.observe(elapsedMs, { route });
-    if (bytes > 0) this.bytesSent.inc({ route }, bytes);
+    const keys = this.keysFor(route, status);
+    this.requests.incKey(keys.routeCode);
+    this.latency.observeKey(elapsedMs, keys.route);
+    if (bytes > 0) this.bytesSent.incKey(keys.route, bytes);
     this.requestWindow.add(nowMs);
     if (status >= 500) this.serverErrorWindow.add(nowMs);
     else if (status >= 400) this.clientErrorWindow.add(nowMs);
@@ -128,6 +129,21 @@ export class NodeStats {
   recordIngestLag(lagMs: number, nowMs: number): void {
     this.ingestLag.add(nowMs, lagMs);
     this.ingestLagHist.observe(lagMs);
+  }
+
+  /** Rendered label sets of the request counters, reused on the hot path (bounded: routes × status codes). */
+  private readonly requestKeys = new Map<string, { routeCode: string; route: string }>();
+  private keysFor(route: RouteKind, status: number): { routeCode: string; route: string } {
+    const k = `${route}|${status}`;
+    let keys = this.requestKeys.get(k);
+    if (!keys) {
+      keys = {
+        routeCode: Counter.key({ route, code: String(status) }),
+        route: Counter.key({ route }),
+      };
+      if (this.requestKeys.size < 1000) this.requestKeys.set(k, keys);
+    }
+    return keys;
   }
 
   /** Numbers shared by /status and GetStatus. */

@@ -54,7 +54,7 @@ export interface StreamState {
   readonly renditions: Map<string, RenditionState>;
   /** Bumped on any change of any rendition (playlist caches key on it). */
   version: number;
-  readonly playlistCache: Map<string, { version: number; text: string }>;
+  readonly playlistCache: Map<string, { version: number; body: Buffer }>;
 }
 
 export interface MediaStoreOptions {
