@@ -51,7 +51,14 @@ export type {
   TestingBugs,
   TransferResult,
 } from "./raft.ts";
-export type { ProgressStatus, RawNode, Ready, SoftState, Status } from "./raw-node.ts";
+export type {
+  BasicStatus,
+  ProgressStatus,
+  RawNode,
+  Ready,
+  SoftState,
+  Status,
+} from "./raw-node.ts";
 export { createRawNode } from "./raw-node.ts";
 export type { InitialState, LogStorage, MemoryStorage } from "./storage.ts";
 export { createMemoryStorage, entrySizeBytes } from "./storage.ts";

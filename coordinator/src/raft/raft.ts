@@ -34,7 +34,11 @@ export type Role = "follower" | "pre-candidate" | "candidate" | "leader";
  * checkers catch real protocol bugs. Never set these outside tests.
  */
 export interface TestingBugs {
-  /** Candidates count RequestVoteResponses from earlier terms (ignores the term check). */
+  /**
+   * Candidates count votes from earlier rounds: answers from earlier terms are
+   * not discarded, and the tally is not cleared when a new round starts (so
+   * pre-votes and last term's votes count as votes).
+   */
   readonly countStaleVotes?: boolean;
   /** Leaders commit earlier-term entries by counting replicas (violates §5.4.2 / Figure 8). */
   readonly commitPreviousTermEntries?: boolean;
@@ -232,7 +236,11 @@ export class Raft {
     this.rng = config.rng;
     const { hardState, confState } = storage.initialState();
     const applied = config.applied ?? storage.snapshot().metadata.index;
-    this.log = new RaftLog(storage, hardState.commit, applied);
+    // A snapshot holds only committed state, so its index is committed even if
+    // the hard state saying so was lost (a crash between the WAL writing the
+    // snapshot and the hard state that followed it).
+    const commit = Math.max(hardState.commit, storage.firstIndex() - 1);
+    this.log = new RaftLog(storage, commit, applied);
     this.loadConf(confState);
     this.term = hardState.term;
     this.vote = hardState.vote;
@@ -605,6 +613,7 @@ export class Raft {
   }
 
   private campaignAs(kind: CampaignKind): void {
+    const carried = this.settings.bugs.countStaleVotes ? new Map(this.votes) : undefined;
     let voteTerm: number;
     if (kind === "pre-election") {
       this.becomePreCandidate();
@@ -613,6 +622,7 @@ export class Raft {
       this.becomeCandidate();
       voteTerm = this.term;
     }
+    if (carried) for (const [id, granted] of carried) this.votes.set(id, granted);
     if (this.poll(this.id, true) === "won") {
       if (kind === "pre-election") this.campaignAs("election");
       else this.becomeLeader();
@@ -806,11 +816,13 @@ export class Raft {
       if (id === this.leadTransferee && pr.match === this.log.lastIndex()) {
         this.sendTimeoutNow(id);
       }
-    } else if (
-      matchIndex === pr.match &&
-      pr.state === "replicate" &&
-      pr.match < this.log.lastIndex()
-    ) {
+    } else if (pr.state === "probe") {
+      // A heartbeat's answer (which names the follower's commit index when the
+      // leader no longer knows the term at `match`): probe again, once per
+      // heartbeat, in case the previous probe was lost.
+      pr.probeSent = false;
+      this.maybeSendAppend(id, true);
+    } else if (pr.state === "replicate" && pr.match < this.log.lastIndex()) {
       // A heartbeat's answer while entries are outstanding. If every entry is
       // already in flight, an empty append at next-1 either gets acknowledged
       // or rejected, so lost AppendEntries are detected and resent.

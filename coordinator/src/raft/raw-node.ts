@@ -77,6 +77,16 @@ export interface ProgressStatus {
   readonly pendingSnapshot: number;
 }
 
+/** The scalar part of Status; cheap enough to call after every event. */
+export interface BasicStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+}
+
 export interface Status {
   readonly id: NodeId;
   readonly role: Role;
@@ -126,6 +136,7 @@ export interface RawNode {
   /** The driver has done everything `rd` asked (persisted, sent, applied). */
   advance(rd: Ready): void;
   status(): Status;
+  basicStatus(): BasicStatus;
   /** The transport could not reach `id`: stop pipelining to it (leader only). */
   reportUnreachable(id: NodeId): void;
   /** The transport finished (ok) or gave up (!ok) sending a snapshot to `id`. */
@@ -256,6 +267,15 @@ export function createRawNode(config: RaftConfig, storage: LogStorage): RawNode 
         progress,
       };
     },
+
+    basicStatus: () => ({
+      id: raft.id,
+      role: raft.role,
+      term: raft.term,
+      leader: raft.lead,
+      commit: raft.log.committed,
+      applied: raft.log.applied,
+    }),
 
     compactHint() {
       let hint = raft.log.applied;
