@@ -6,7 +6,6 @@
 import { ConfigError } from "../../common/config.ts";
 import { errorMessage } from "../../common/errors.ts";
 import { loadPackagerConfig } from "./config.ts";
-import { startPackagerControl } from "./control/packager-service.ts";
 import { createPackagerNode } from "./node.ts";
 
 const USAGE = `Usage: understudy packager --config FILE
@@ -47,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const node = createPackagerNode(config, { startControl: startPackagerControl });
+  const node = createPackagerNode(config);
   try {
     await node.start();
   } catch (err) {

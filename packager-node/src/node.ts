@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "../../common/log.ts";
 import { SessionTable } from "./cmcd/sessions.ts";
 import type { PackagerConfig, StreamConfig } from "./config.ts";
 import { Fence } from "./control/fence.ts";
+import { startPackagerControl } from "./control/packager-service.ts";
 import { createEdgeProxy, type EdgeProxy } from "./edge/edge-proxy.ts";
 import { handleReplica, handleUtc } from "./http/node-routes.ts";
 import {
@@ -118,7 +119,7 @@ export function streamDefFromConfig(sc: StreamConfig, defaultWindowSegments: num
   };
 }
 
-/** Control listener hook: set by control/ when it starts the RPC server. */
+/** Starts the PackagerService listener (default: control/packager-service.ts on config.control). */
 export type ControlStarter = (
   node: PackagerNode,
 ) => Promise<{ address: string; close(): Promise<void> }>;
@@ -347,7 +348,17 @@ export function createPackagerNode(
       if (head === "live") {
         res.setHeader("access-control-allow-origin", "*");
         res.setHeader("access-control-expose-headers", "CMSD-Static, CMSD-Dynamic, ETag");
-        if (req.method === "OPTIONS") {
+        if (draining && drainDeadlineUnixMs > 0 && clock.nowMs() >= drainDeadlineUnixMs) {
+          code = 503;
+          sendText(
+            res,
+            503,
+            "this node was drained (deadline passed) and serves no playback; use another origin",
+            {
+              "retry-after": "1",
+            },
+          );
+        } else if (req.method === "OPTIONS") {
           res.writeHead(204, {
             "access-control-allow-methods": "GET, HEAD",
             "access-control-allow-headers":
@@ -446,8 +457,8 @@ export function createPackagerNode(
       const addr = server.address() as AddressInfo;
       const shownHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
       urls = { http: `http://${shownHost}:${addr.port}` };
-      if (config.control && deps.startControl) {
-        control = await deps.startControl(node);
+      if (config.control) {
+        control = await (deps.startControl ?? startPackagerControl)(node);
         urls = { ...urls, control: control.address };
       }
       logger.info("packager-node started", {

@@ -4,7 +4,6 @@ import type { AddressInfo } from "node:net";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
 import { silentLogger } from "../../common/log.ts";
-import { startPackagerControl } from "../../packager-node/src/control/packager-service.ts";
 import { createPackagerNode, type PackagerNode } from "../../packager-node/src/node.ts";
 import { SegmentKind } from "../../proto/gen/understudy/common/v1/segment_pb.ts";
 import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
@@ -26,10 +25,8 @@ async function startWithControl(
     ...(withStreams ? {} : { streams: [] }),
     ...over,
   });
-  const node = createPackagerNode(cfg, {
-    logger: silentLogger,
-    startControl: (n) => startPackagerControl(n),
-  });
+  // config.control set: the node serves PackagerService itself.
+  const node = createPackagerNode(cfg, { logger: silentLogger });
   await node.start();
   return node;
 }
@@ -348,5 +345,10 @@ describe("packager PackagerService over gRPC", () => {
     });
     assert.deepEqual(all.remainingRenditionIds, []);
     assert.equal((await request(`${primary.urls.http}/live/s1/720p/index.m3u8`)).status, 404);
+    // A deadline in the past: playback stops altogether.
+    await pc.drain({ coordinatorTerm: 5n, deadlineUnixMs: BigInt(Date.now() - 1) });
+    const drained2 = await request(`${primary.urls.http}/live/s1/master.m3u8`);
+    assert.equal(drained2.status, 503);
+    assert.match(drained2.text, /deadline passed/);
   });
 });
