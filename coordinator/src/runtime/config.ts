@@ -106,6 +106,17 @@ export const coordinatorConfigSchema = s.object({
       credsFile: s.optional(s.string({ minLength: 1 })),
     }),
   ),
+  predict: s.default(
+    s.object({
+      /** Predict failures and hand over before they happen (off = reactive only). */
+      enabled: s.default(s.boolean(), true),
+      /** Horizon H of "fails within H". */
+      horizonMs: s.default(s.number({ min: 5000, max: 600_000, integer: true }), 30_000),
+      /** Scoring period. */
+      intervalMs: s.default(s.number({ min: 100, max: 60_000, integer: true }), 1000),
+    }),
+    { enabled: true, horizonMs: 30_000, intervalMs: 1000 },
+  ),
   placement: s.default(
     s.object({
       /** Plan and commit assignments and shard maps, and push them to packagers. */

@@ -18,16 +18,19 @@ import {
   type Orchestrator,
 } from "../act/orchestrator.ts";
 import { createPlacementLoop } from "../act/placement.ts";
+import { createPredictLoop } from "../act/predict-loop.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { createComponentService } from "../api/component-service.ts";
 import type { StartHandoverFn } from "../api/handover-service.ts";
 import { createFailureDetector, type FailureDetector } from "../detect/index.ts";
 import { type AgentIngest, createAgentIngest } from "../ingest/index.ts";
+import { createPredictor, createStabilityOnlyModel } from "../predict/index.ts";
 
 export interface ControlPlaneOptions {
   dataDir: string;
   log: Logger;
   placement: { automatic: boolean; intervalMs: number };
+  predict: { enabled: boolean; horizonMs: number; intervalMs: number };
   handover: {
     stepDeadlineMs: number;
     handoverDeadlineMs: number;
@@ -93,6 +96,16 @@ export function createControlPlane(
         intervalMs: opts.placement.intervalMs,
       })
     : undefined;
+  const predictLoop = opts.predict.enabled
+    ? createPredictLoop({
+        cluster,
+        predictor: createPredictor({ model: createStabilityOnlyModel(opts.predict.horizonMs) }),
+        onReport: (l) => ingest.onReport(l),
+        onAlarm: (p, why) => orchestrator.onPrediction(p.componentId, p.probability, why),
+        log: log.child({ part: "predict" }),
+        intervalMs: opts.predict.intervalMs,
+      })
+    : undefined;
   const startHandover: StartHandoverFn = (req) =>
     orchestrator.begin({
       streamId: req.streamId,
@@ -116,6 +129,7 @@ export function createControlPlane(
       detector.start();
     },
     async stop() {
+      predictLoop?.stop();
       placement?.stop();
       orchestrator.stop();
       offLiveness();

@@ -238,6 +238,7 @@ export async function startCoordinatorNode(
     log,
     handover: cfg.handover,
     placement: cfg.placement,
+    predict: cfg.predict,
     ...(deps.handoverEffects ? { effects: deps.handoverEffects } : {}),
   });
   const extraHttp = deps.httpFallback?.(cluster);
