@@ -389,20 +389,18 @@ function table(rows: ScenarioReport[]): string {
   return lines.map((l) => l.map((c, i) => c.padEnd(w[i] ?? 0)).join("  ")).join("\n");
 }
 
+const demoOptions = {
+  quick: { type: "boolean" },
+  json: { type: "string" },
+  viewers: { type: "string" },
+  keep: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 export async function main(argv: string[]): Promise<number> {
-  let args;
+  let args: ReturnType<typeof parseArgs<{ options: typeof demoOptions }>>;
   try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        quick: { type: "boolean" },
-        json: { type: "string" },
-        viewers: { type: "string" },
-        keep: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    });
+    args = parseArgs({ args: argv, options: demoOptions, strict: true });
   } catch (err) {
     process.stderr.write(`understudy demo: ${(err as Error).message}\n\n${usage}`);
     return 2;
