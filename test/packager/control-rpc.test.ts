@@ -6,12 +6,12 @@ import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
 import { silentLogger } from "../../common/log.ts";
 import { createPackagerNode, type PackagerNode } from "../../packager-node/src/node.ts";
 import { SegmentKind } from "../../proto/gen/understudy/common/v1/segment_pb.ts";
-import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import {
   AssignmentRole,
   NodeMode,
   PackagerService,
 } from "../../proto/gen/understudy/packager/v1/packager_pb.ts";
+import { grpcCode, grpcMessage, streamSpec } from "../support/cluster.ts";
 import { feed, originConfig, request } from "./helpers.ts";
 
 type Client = GrpcClient<typeof PackagerService>;
@@ -31,8 +31,9 @@ async function startWithControl(
   return node;
 }
 
+/** The shared test StreamSpec with this file's two-rendition ladder. */
 const spec = (id = "s1") => ({
-  id,
+  ...streamSpec(id),
   renditions: [
     {
       id: "720p",
@@ -51,22 +52,12 @@ const spec = (id = "s1") => ({
       codecs: "avc1.42c01e",
     },
   ],
-  shardDurationMs: 500,
-  segmentPolicy: {
-    segmentDurationTargetMs: 2000,
-    segmentDurationMinMs: 500,
-    segmentDurationMaxMs: 4000,
-    partDurationMs: 500,
-  },
-  replicationFactor: 2,
-  latencyMode: LatencyMode.LOW_LATENCY,
 });
 
 async function rejectsWith(p: Promise<unknown>, code: number, re: RegExp): Promise<void> {
-  await assert.rejects(p, (err: { code?: number; details?: string }) => {
-    assert.equal(err.code, code, err.details);
-    // connect-node percent-encodes grpc-message and grpc-js decodes it with decodeURI, which leaves %3A.
-    assert.match(decodeURIComponent(err.details ?? ""), re);
+  await assert.rejects(p, (err: unknown) => {
+    assert.equal(grpcCode(err), code, grpcMessage(err));
+    assert.match(grpcMessage(err), re);
     return true;
   });
 }
