@@ -843,9 +843,13 @@ export class Raft {
 
   private afterCommit(): void {
     if (this.readsAwaitingCommit.length === 0 || !this.committedInCurrentTerm()) return;
-    const waiting = this.readsAwaitingCommit;
+    // One heartbeat round confirms all of them.
+    this.readRound++;
+    for (const r of this.readsAwaitingCommit) {
+      this.pendingReads.push({ ...r, index: this.log.committed, round: this.readRound });
+    }
     this.readsAwaitingCommit = [];
-    for (const r of waiting) this.leaderReadIndex(r.from, r.requestCtx);
+    this.bcastHeartbeat();
   }
 
   private committedInCurrentTerm(): boolean {

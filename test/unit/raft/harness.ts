@@ -51,6 +51,8 @@ export class Cluster {
   sent: RaftMessage[] = [];
   /** Messages for which this returns true are dropped at delivery. */
   dropIf: (m: RaftMessage) => boolean = () => false;
+  /** Observes every delivery attempt (for scenario traces). */
+  onDeliver: (m: RaftMessage, dropped: boolean) => void = () => {};
   private readonly rng;
 
   constructor(
@@ -143,7 +145,9 @@ export class Cluster {
       const m = this.queue.shift()!;
       if (++count > maxMessages) throw new Error("deliver: message limit hit");
       const to = this.nodes.get(m.to);
-      if (!to || this.dropIf(m)) continue;
+      const dropped = !to || this.dropIf(m);
+      this.onDeliver(m, dropped);
+      if (!to || dropped) continue;
       to.node.step(m);
       this.settle();
     }
@@ -156,7 +160,9 @@ export class Cluster {
     this.queue = [];
     for (const m of batch) {
       const to = this.nodes.get(m.to);
-      if (!to || this.dropIf(m)) continue;
+      const dropped = !to || this.dropIf(m);
+      this.onDeliver(m, dropped);
+      if (!to || dropped) continue;
       to.node.step(m);
     }
     this.settle();
