@@ -1,0 +1,136 @@
+/**
+ * `understudy coordinator` as an operator meets it: a bad config exits 2 with
+ * a message naming the file and the dotted field, before anything is created
+ * or bound; an empty data dir without bootstrap/join is refused (exit 1);
+ * usage errors exit 2 and --help works.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { ConfigError } from "../../../common/config.ts";
+import { loadCoordinatorConfig } from "../../../coordinator/src/runtime/config.ts";
+import { runCli } from "../../support/cluster.ts";
+
+describe("understudy coordinator CLI: config errors and refusals", function () {
+  this.timeout(60_000);
+  // Made here, not in before(): the cases below are built when the suite is defined.
+  const dir = mkdtempSync(join(tmpdir(), "understudy-cli-"));
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const good = () => ({
+    nodeId: "c1",
+    dataDir: join(dir, "data-c1"),
+    peerListen: "127.0.0.1:0",
+    apiListen: "127.0.0.1:0",
+    bootstrap: [{ id: "c1", peerAddress: "127.0.0.1:7101", apiAddress: "127.0.0.1:7001" }],
+  });
+
+  const cases: { name: string; cfg: Record<string, unknown>; message: RegExp; spawn?: true }[] = [
+    {
+      name: "tick out of range",
+      spawn: true,
+      cfg: { ...good(), raft: { tickMs: 2 } },
+      message: /raft\.tickMs: expected an integer in 5\.\.1000, got number 2/,
+    },
+    {
+      name: "unknown field (a typo)",
+      cfg: { ...good(), raft: { electionTick: 6 } },
+      message: /raft\.electionTick: unknown field \(allowed: .*electionTicks/,
+    },
+    {
+      name: "missing nodeId",
+      cfg: { ...good(), nodeId: undefined },
+      message: /nodeId: is required \(a node id/,
+    },
+    {
+      name: "bad address",
+      cfg: { ...good(), apiListen: "localhost" },
+      message: /apiListen: expected an address "host:port", got "localhost"/,
+    },
+    {
+      name: "bootstrap without this node",
+      cfg: {
+        ...good(),
+        bootstrap: [{ id: "c2", peerAddress: "127.0.0.1:7102", apiAddress: "127.0.0.1:7002" }],
+      },
+      message: /bootstrap: must include this node \("c1"\)/,
+    },
+    {
+      name: "join together with bootstrap",
+      spawn: true,
+      cfg: { ...good(), join: true },
+      message: /join: cannot be true together with bootstrap/,
+    },
+    {
+      name: "duplicate member id",
+      cfg: {
+        ...good(),
+        bootstrap: [
+          { id: "c1", peerAddress: "127.0.0.1:7101", apiAddress: "127.0.0.1:7001" },
+          { id: "c1", peerAddress: "127.0.0.1:7102", apiAddress: "127.0.0.1:7002" },
+        ],
+      },
+      message: /bootstrap\[1\]\.id: duplicate member id "c1"/,
+    },
+  ];
+
+  const write = (k: (typeof cases)[number]) => {
+    const file = join(dir, `${k.name.replace(/\W+/g, "-")}.yaml`);
+    writeFileSync(file, stringify(k.cfg));
+    return file;
+  };
+
+  // Each process start costs seconds (tsx compiles the coordinator), so two
+  // cases run as real processes (a schema error and a cross-field error) and
+  // the rest go through the same loader in-process.
+  for (const k of cases.filter((x) => x.spawn)) {
+    it(`exits 2 naming the file and field: ${k.name}`, async () => {
+      const file = write(k);
+      const r = await runCli(["coordinator", "--config", file]);
+      assert.equal(r.code, 2, `exit 2, got ${r.code}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(file), `stderr names the file: ${r.stderr}`);
+      assert.match(r.stderr, k.message);
+      assert.equal(r.stdout, "", "nothing on stdout (no listening line)");
+      assert.ok(!existsSync(k.cfg.dataDir as string), "no data dir was created");
+    });
+  }
+
+  for (const k of cases.filter((x) => !x.spawn)) {
+    it(`rejects naming the file and field: ${k.name}`, () => {
+      const file = write(k);
+      assert.throws(
+        () => loadCoordinatorConfig(file),
+        (err: Error) =>
+          err instanceof ConfigError &&
+          err.message.startsWith(`${file}: `) &&
+          k.message.test(err.message),
+      );
+    });
+  }
+
+  it("refuses an empty data dir that neither bootstraps nor joins (exit 1)", async () => {
+    const file = join(dir, "no-bootstrap.yaml");
+    writeFileSync(file, stringify({ ...good(), bootstrap: undefined }));
+    const r = await runCli(["coordinator", "--config", file]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /holds no cluster state: set `bootstrap` .* or `join: true`/);
+  });
+
+  it("usage errors exit 2; --help exits 0", async () => {
+    const [missing, unknown, help] = await Promise.all([
+      runCli(["coordinator"]),
+      runCli(["coordinator", "--confg", "x.yaml"]),
+      runCli(["coordinator", "--help"]),
+    ]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--config FILE is required/);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /--confg/);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--check-data/);
+  });
+});
