@@ -624,7 +624,46 @@ function planOneStream(
     missing -= short;
   };
 
-  placeRendition(0);
+  /**
+   * Fast path, exact: when the current placement is feasible, places every
+   * rendition, reaches the least possible missing replicas and adds no
+   * overload, it attains the lower bound of the first three objective terms
+   * with 0 moves, and any other plan moves something. It is the optimum, so
+   * a stable stream costs no search.
+   */
+  const keepCurrent = (): boolean => {
+    const floor = costNow(0);
+    if (floor.moves > 0) return false;
+    const applied: [number, SlotUndo][] = [];
+    const missingBefore = missing;
+    let ok = true;
+    for (const [k, r] of order.entries()) {
+      const cur = r.current;
+      const ids = cur ? [cur.primary, ...cur.replicas.filter((x) => x !== cur.primary)] : [];
+      ok = ids.length > 0 && ids.length <= R && new Set(ids).size === ids.length;
+      for (const [j, id] of ids.entries()) {
+        const i = index.get(id);
+        ok = ok && i !== undefined && feasible(i, chosen[k] as number[]);
+        if (!ok) break;
+        applied.push([k, apply(k, i as number, j === 0)]);
+      }
+      if (!ok) break;
+      missing += R - ids.length;
+    }
+    const cost = costNow(order.length);
+    if (
+      ok &&
+      cost.overloadBps === floor.overloadBps &&
+      cost.missingReplicas === floor.missingReplicas
+    ) {
+      best = { cost, members: chosen.map((c) => [...c]) };
+    }
+    missing = missingBefore;
+    for (const [k, u] of applied.reverse()) undo(k, u);
+    return best !== undefined;
+  };
+
+  if (!keepCurrent()) placeRendition(0);
   const result = best as unknown as { cost: PlanCost; members: number[][] };
 
   // Results in the order of the input ladder.

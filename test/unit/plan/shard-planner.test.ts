@@ -294,43 +294,49 @@ describe("shard map planner vs a naive per-shard rule", () => {
       }),
     );
 
-  /** Naive: the documented rule applied shard by shard. */
-  function expectedAt(
-    encoders: readonly EncoderInput[],
-    s: ShardStreamInput,
-    n: number,
-    targets: readonly string[],
-  ) {
-    if (n <= s.currentShard) return at(s.ranges, n);
-    const usable = (id: string | undefined) =>
-      encoders.some(
-        (e) =>
-          e.id === id &&
-          [ComponentStatus.HEALTHY, ComponentStatus.SUSPECT, ComponentStatus.UNKNOWN].includes(
-            e.status,
-          ),
-      );
-    const cur = at(s.ranges, n);
-    if (cur && usable(cur.encoderId)) return { encoderId: cur.encoderId, targets };
-    let futureUsable: string[] = [];
+  const usableIn = (encoders: readonly EncoderInput[]) => (id: string | undefined) =>
+    encoders.some(
+      (e) =>
+        e.id === id &&
+        [ComponentStatus.HEALTHY, ComponentStatus.SUSPECT, ComponentStatus.UNKNOWN].includes(
+          e.status,
+        ),
+    );
+
+  /** Naive replacement: scan the next 200 shards for a usable producer, else rank every encoder. */
+  function naiveReplacement(encoders: readonly EncoderInput[], s: ShardStreamInput) {
+    const usable = usableIn(encoders);
+    const futureUsable = new Set<string>();
     for (let k = s.currentShard + 1; k <= s.currentShard + 200; k++) {
       const e = at(s.ranges, k)?.encoderId;
-      if (e && usable(e)) futureUsable.push(e);
+      if (e && usable(e)) futureUsable.add(e);
     }
-    futureUsable = [...new Set(futureUsable)].sort();
-    if (futureUsable.length > 0) return { encoderId: futureUsable[0], targets };
+    if (futureUsable.size > 0) return [...futureUsable].sort()[0];
     const rank = (st: ComponentStatus) =>
       st === ComponentStatus.HEALTHY ? 0 : st === ComponentStatus.UNKNOWN ? 1 : 2;
     const cap = (e: EncoderInput) => e.maxStreams || defaultShardOptions.defaultEncoderMaxStreams;
-    const best = encoders
+    return encoders
       .filter((e) => usable(e.id) && (e.baseStreams ?? 0) + 1 <= cap(e))
       .sort(
         (a, b) =>
           rank(a.status) - rank(b.status) ||
           ((a.baseStreams ?? 0) + 1) / cap(a) - ((b.baseStreams ?? 0) + 1) / cap(b) ||
           (a.id < b.id ? -1 : 1),
-      )[0];
-    return best ? { encoderId: best.id, targets } : cur;
+      )[0]?.id;
+  }
+
+  /** Naive: the documented rule applied shard by shard. */
+  function expectedAt(
+    encoders: readonly EncoderInput[],
+    s: ShardStreamInput,
+    n: number,
+    targets: readonly string[],
+    replacement: string | undefined,
+  ) {
+    if (n <= s.currentShard) return at(s.ranges, n);
+    const cur = at(s.ranges, n);
+    if (cur && usableIn(encoders)(cur.encoderId)) return { encoderId: cur.encoderId, targets };
+    return replacement ? { encoderId: replacement, targets } : cur;
   }
 
   it("maps every shard as the naive rule does, covers the future exactly once, and is idempotent", () => {
@@ -347,8 +353,9 @@ describe("shard map planner vs a naive per-shard rule", () => {
           const anyProducer = p.reasons.length === 0;
           if (anyProducer) assertFutureCovered(p.ranges, currentShard + 1);
           else validateShardRanges(p.ranges);
+          const replacement = naiveReplacement(encoders, s);
           for (let n = 0; n <= currentShard + 120; n++) {
-            const want = expectedAt(encoders, s, n, targets);
+            const want = expectedAt(encoders, s, n, targets, replacement);
             if (!anyProducer && n > currentShard) continue;
             assert.deepEqual(at(p.ranges, n), want, `shard ${n}`);
           }
