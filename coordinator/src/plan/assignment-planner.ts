@@ -759,6 +759,10 @@ function degradedReasons(
   const eligibleCount = eligible.filter(Boolean).length;
   const zoneCount = new Set(pkgs.filter((_, i) => eligible[i]).map((p) => p.zone)).size;
   const why = (): string => {
+    // Name the tighter of the two limits.
+    if (s.placement.zoneAntiAffinity && zoneCount < R && zoneCount < eligibleCount) {
+      return `zone anti-affinity: only ${zoneCount} zone(s) available`;
+    }
     if (eligibleCount < R) {
       return `only ${eligibleCount} placeable packager(s) in the allowed regions/zones`;
     }

@@ -33,6 +33,8 @@ export interface FsmHarness {
       renditions: readonly (readonly [id: string, bandwidthBps: bigint])[];
       replicationFactor: number;
       zoneAntiAffinity: boolean;
+      allowedRegions?: readonly string[];
+      allowedZones?: readonly string[];
     },
   ): void;
 }
@@ -95,7 +97,11 @@ export function createFsmHarness(): FsmHarness {
               },
               replicationFactor: opts.replicationFactor,
               latencyMode: LatencyMode.LOW_LATENCY,
-              placement: { zoneAntiAffinity: opts.zoneAntiAffinity },
+              placement: {
+                zoneAntiAffinity: opts.zoneAntiAffinity,
+                allowedRegions: [...(opts.allowedRegions ?? [])],
+                allowedZones: [...(opts.allowedZones ?? [])],
+              },
             },
           },
         },
