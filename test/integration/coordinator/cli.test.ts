@@ -5,9 +5,10 @@
  * usage errors exit 2 and --help works.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { ConfigError } from "../../../common/config.ts";
 import { loadCoordinatorConfig } from "../../../coordinator/src/runtime/config.ts";
@@ -132,5 +133,45 @@ describe("understudy coordinator CLI: config errors and refusals", function () {
     assert.match(unknown.stderr, /--confg/);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--check-data/);
+  });
+
+  it("deploy/examples/coordinator-{1,2,3}.yaml load and mention every config field", () => {
+    const examples = [1, 2, 3].map((i) =>
+      fileURLToPath(new URL(`../../../deploy/examples/coordinator-${i}.yaml`, import.meta.url)),
+    );
+    const cfgs = examples.map((f) => loadCoordinatorConfig(f));
+    assert.deepEqual(
+      cfgs.map((x) => [x.nodeId, x.bootstrap?.length]),
+      [
+        ["c1", 3],
+        ["c2", 3],
+        ["c3", 3],
+      ],
+    );
+    // The schema names its fields in the unknown-field error: ask each section.
+    const allowed = (section: string): string[] => {
+      const file = join(dir, `probe-${section || "top"}.yaml`);
+      const probe: Record<string, unknown> = { ...good() };
+      if (section) probe[section] = { zzz: 1 };
+      else probe.zzz = 1;
+      writeFileSync(file, stringify(probe));
+      try {
+        loadCoordinatorConfig(file);
+      } catch (err) {
+        const m = /unknown field \(allowed: ([^)]*)\)/.exec((err as Error).message);
+        if (m) return m[1]!.split(", ");
+      }
+      throw new Error(`no field list for section "${section}"`);
+    };
+    const top = allowed("");
+    const sections = top.filter((f) =>
+      ["raft", "api", "nats", "predict", "placement", "handover", "log"].includes(f),
+    );
+    for (const file of examples) {
+      const text = readFileSync(file, "utf8");
+      for (const field of [...top, ...sections.flatMap(allowed)]) {
+        assert.match(text, new RegExp(`\\b${field}:`), `${file} documents "${field}"`);
+      }
+    }
   });
 });
