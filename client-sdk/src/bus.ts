@@ -12,6 +12,10 @@
  *   (only real changes: the same status is never reported twice in a row).
  *   Subscriptions survive reconnects (the bus re-establishes them).
  * - `close()` ends every subscription's iteration.
+ * - `listen(subject, onMessage)` is an optional fast path with the same
+ *   delivery but no queue and no async hop (the SDK's own buses have it; the
+ *   client uses it when present, which matters with thousands of clients on
+ *   one bus). `onMessage` must not throw and must return quickly.
  */
 import { type BoundedQueue, createBoundedQueue } from "./queue.ts";
 
@@ -26,6 +30,8 @@ export interface BusSubscription extends AsyncIterable<Uint8Array> {
 
 export interface NoticeBus {
   subscribe(subject: string): BusSubscription;
+  /** Optional fast path: synchronous delivery; returns a function that stops it. */
+  listen?(subject: string, onMessage: (data: Uint8Array) => void): () => void;
   status(): BusStatus;
   /** Listener for status changes; returns a function that removes it. */
   onStatus(listener: (status: BusStatus) => void): () => void;
@@ -42,6 +48,7 @@ export const defaultSubscriptionQueueMax = 64;
  */
 export interface SubjectFanout {
   add(subject: string): BusSubscription;
+  listen(subject: string, onMessage: (data: Uint8Array) => void): () => void;
   deliver(subject: string, data: Uint8Array): void;
   subjects(): string[];
   count(subject: string): number;
@@ -55,28 +62,38 @@ export function createSubjectFanout(opts: {
   /** Last local subscriber of a subject left. */
   onLast?: (subject: string) => void;
 }): SubjectFanout {
-  const bySubject = new Map<string, Set<BoundedQueue<Uint8Array>>>();
-  const remove = (subject: string, q: BoundedQueue<Uint8Array>) => {
+  /** A local subscriber: a bounded queue (subscribe) or a callback (listen). */
+  type Sink = { push(data: Uint8Array): void; end?(): void };
+  const bySubject = new Map<string, Set<Sink>>();
+  const remove = (subject: string, sink: Sink) => {
     const set = bySubject.get(subject);
-    if (!set?.delete(q)) return;
+    if (!set?.delete(sink)) return;
     if (set.size === 0) {
       bySubject.delete(subject);
       opts.onLast?.(subject);
     }
   };
+  const attach = (subject: string, sink: Sink) => {
+    let set = bySubject.get(subject);
+    const first = set === undefined;
+    if (!set) {
+      set = new Set();
+      bySubject.set(subject, set);
+    }
+    set.add(sink);
+    if (first) opts.onFirst?.(subject);
+  };
   return {
+    listen(subject, onMessage) {
+      const sink: Sink = { push: onMessage };
+      attach(subject, sink);
+      return () => remove(subject, sink);
+    },
     add(subject) {
-      let set = bySubject.get(subject);
-      const first = set === undefined;
-      if (!set) {
-        set = new Set();
-        bySubject.set(subject, set);
-      }
       const q: BoundedQueue<Uint8Array> = createBoundedQueue<Uint8Array>(opts.queueMax, {
         onReturn: () => remove(subject, q),
       });
-      set.add(q);
-      if (first) opts.onFirst?.(subject);
+      attach(subject, q);
       return {
         unsubscribe() {
           q.end();
@@ -96,7 +113,7 @@ export function createSubjectFanout(opts: {
     count: (subject) => bySubject.get(subject)?.size ?? 0,
     endAll() {
       for (const [subject, set] of bySubject) {
-        for (const q of set) q.end();
+        for (const q of set) q.end?.();
         opts.onLast?.(subject);
       }
       bySubject.clear();
@@ -144,6 +161,7 @@ export function createMemoryNoticeBus(
   });
   return {
     subscribe: (subject) => fanout.add(subject),
+    listen: (subject, onMessage) => fanout.listen(subject, onMessage),
     status: () => status.get(),
     onStatus: (l) => status.on(l),
     async close() {

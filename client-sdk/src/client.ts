@@ -24,7 +24,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { type BackoffOptions, backoffDelayMs, sleep, unrefTimer } from "./async.ts";
-import type { BusStatus, BusSubscription, NoticeBus } from "./bus.ts";
+import type { BusStatus, NoticeBus } from "./bus.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type CoordinatorPool, createCoordinatorPool } from "./coordinator.ts";
 import { type ChainGraph, ChainService } from "./gen/understudy/api/v1/chain_service_pb.ts";
@@ -37,6 +37,31 @@ import {
 } from "./gen/understudy/notice/v1/notice_pb.ts";
 import { createNatsNoticeBus, type NatsConnectionLike } from "./nats-bus.ts";
 import { type BoundedQueue, createBoundedQueue } from "./queue.ts";
+
+/**
+ * One decode per payload however many clients share a bus: the bus hands
+ * the same Uint8Array to every local subscriber, so the decoded notice is
+ * cached per payload object (weakly: it goes when the payload goes). Notices
+ * in events are therefore shared between clients: treat them as read-only.
+ */
+const decodedHandover = new WeakMap<Uint8Array, HandoverNotice>();
+const decodedChain = new WeakMap<Uint8Array, ChainUpdateNotice>();
+
+const decodeHandover = (d: Uint8Array) => fromBinary(HandoverNoticeSchema, d);
+const decodeChain = (d: Uint8Array) => fromBinary(ChainUpdateNoticeSchema, d);
+
+function decodeCached<T extends HandoverNotice | ChainUpdateNotice>(
+  cache: WeakMap<Uint8Array, T>,
+  data: Uint8Array,
+  decode: (d: Uint8Array) => T,
+): T {
+  let n = cache.get(data);
+  if (!n) {
+    n = decode(data);
+    cache.set(data, n);
+  }
+  return n;
+}
 
 export const handoverSubject = (streamId: string): string => `understudy.v1.handover.${streamId}`;
 export const chainSubject = (streamId: string): string => `understudy.v1.chain.${streamId}`;
@@ -479,13 +504,41 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
   };
 
   // ---- NATS.
-  const subs: BusSubscription[] = [];
+  const unsubscribers: (() => void)[] = [];
   let offStatus: (() => void) | undefined;
-  const consume = (sub: BusSubscription, handle: (data: Uint8Array) => void) => {
-    subs.push(sub);
+  /** Uses the bus's synchronous fast path when it has one, else iterates its subscription. */
+  const follow = (b: NoticeBus, subject: string, handle: (data: Uint8Array) => void) => {
+    if (b.listen) {
+      unsubscribers.push(b.listen(subject, handle));
+      return;
+    }
+    const sub = b.subscribe(subject);
+    unsubscribers.push(() => sub.unsubscribe());
     void (async () => {
       for await (const data of sub) handle(data);
     })();
+  };
+  const onHandoverData = (data: Uint8Array) => {
+    let notice: HandoverNotice;
+    try {
+      notice = decodeCached(decodedHandover, data, decodeHandover);
+    } catch (err) {
+      stats.decodeErrors++;
+      onError(err, "decode HandoverNotice");
+      return;
+    }
+    acceptHandover(notice, "nats");
+  };
+  const onChainData = (data: Uint8Array) => {
+    let notice: ChainUpdateNotice;
+    try {
+      notice = decodeCached(decodedChain, data, decodeChain);
+    } catch (err) {
+      stats.decodeErrors++;
+      onError(err, "decode ChainUpdateNotice");
+      return;
+    }
+    acceptChain(notice);
   };
   const onBusStatus = (s: BusStatus) => {
     if (closed) return;
@@ -500,30 +553,8 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
     }
   };
   if (bus) {
-    consume(bus.subscribe(handoverSubject(streamId)), (data) => {
-      let notice: HandoverNotice;
-      try {
-        notice = fromBinary(HandoverNoticeSchema, data);
-      } catch (err) {
-        stats.decodeErrors++;
-        onError(err, "decode HandoverNotice");
-        return;
-      }
-      acceptHandover(notice, "nats");
-    });
-    if (opts.subscribeChain ?? true) {
-      consume(bus.subscribe(chainSubject(streamId)), (data) => {
-        let notice: ChainUpdateNotice;
-        try {
-          notice = fromBinary(ChainUpdateNoticeSchema, data);
-        } catch (err) {
-          stats.decodeErrors++;
-          onError(err, "decode ChainUpdateNotice");
-          return;
-        }
-        acceptChain(notice);
-      });
-    }
+    follow(bus, handoverSubject(streamId), onHandoverData);
+    if (opts.subscribeChain ?? true) follow(bus, chainSubject(streamId), onChainData);
     offStatus = bus.onStatus(onBusStatus);
   }
 
@@ -593,7 +624,7 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
       stopFallback();
       stop.abort();
       offStatus?.();
-      for (const s of subs) s.unsubscribe();
+      for (const u of unsubscribers) u();
       if (bus && ownsBus) await bus.close();
       await running;
       await catchUpRunning;

@@ -193,6 +193,7 @@ export function createNatsNoticeBus(opts: NatsBusOptions): NatsNoticeBus {
 
   return {
     subscribe: (subject) => core.fanout.add(subject),
+    listen: (subject, onMessage) => core.fanout.listen(subject, onMessage),
     status: () => core.status.get(),
     onStatus: (l) => core.status.on(l),
     stats: () => ({ ...core.stats }),
@@ -218,6 +219,7 @@ export function natsNoticeBusFromConnection(
   });
   return {
     subscribe: (subject) => core.fanout.add(subject),
+    listen: (subject, onMessage) => core.fanout.listen(subject, onMessage),
     status: () => core.status.get(),
     onStatus: (l) => core.status.on(l),
     stats: () => ({ ...core.stats }),

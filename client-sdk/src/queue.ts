@@ -24,8 +24,10 @@ export function createBoundedQueue<T>(
   if (!(Number.isInteger(capacityMax) && capacityMax >= 1)) {
     throw new RangeError(`queue capacity must be an integer >= 1 (got ${capacityMax})`);
   }
-  // Ring buffer: `head` is the oldest item, `count` items follow it.
-  const ring: (T | undefined)[] = new Array(capacityMax);
+  // Ring buffer: `head` is the oldest item, `count` items follow it. It starts
+  // small and doubles up to capacityMax, so thousands of idle queues (one per
+  // SDK client in a viewer farm) cost little memory.
+  let ring: (T | undefined)[] = new Array(Math.min(capacityMax, 4));
   let head = 0;
   let count = 0;
   let dropped = 0;
@@ -35,9 +37,15 @@ export function createBoundedQueue<T>(
   const take = (): T => {
     const item = ring[head] as T;
     ring[head] = undefined;
-    head = (head + 1) % capacityMax;
+    head = (head + 1) % ring.length;
     count--;
     return item;
+  };
+  const grow = () => {
+    const next: (T | undefined)[] = new Array(Math.min(capacityMax, ring.length * 2));
+    for (let i = 0; i < count; i++) next[i] = ring[(head + i) % ring.length];
+    ring = next;
+    head = 0;
   };
 
   const q: BoundedQueue<T> = {
@@ -51,8 +59,10 @@ export function createBoundedQueue<T>(
       if (count === capacityMax) {
         take();
         dropped++;
+      } else if (count === ring.length) {
+        grow();
       }
-      ring[(head + count) % capacityMax] = item;
+      ring[(head + count) % ring.length] = item;
       count++;
     },
     end() {

@@ -9,6 +9,7 @@ import {
   createUnderstudyClient as createCoreClient,
   createMemoryNoticeBus,
   handoverSubject,
+  type NoticeBus,
   type UnderstudyClient,
   type UnderstudyEvent,
 } from "../../client-sdk/src/index.ts";
@@ -234,6 +235,28 @@ describe("client-sdk: notice client", function () {
     }
     assert.deepEqual(got, [8n, 9n, 10n]);
     assert.equal(c.stats().eventsDropped, 8); // 7 notices + the start "connection" event
+  });
+
+  it("works with a custom bus that only implements subscribe (no listen fast path)", async () => {
+    const mem = createMemoryNoticeBus();
+    const bus: NoticeBus = {
+      subscribe: (subject) => mem.subscribe(subject),
+      status: () => mem.status(),
+      onStatus: (l) => mem.onStatus(l),
+      close: () => mem.close(),
+    };
+    const c = track(createCoreClient({ streamId, bus }));
+    const ev = c.events();
+    await new Promise((r) => setTimeout(r, 0));
+    mem.publish(handoverSubject(streamId), noticeBytes({ streamId, epoch: 2n }));
+    mem.publish(handoverSubject(streamId), noticeBytes({ streamId, epoch: 1n }));
+    mem.publish(handoverSubject(streamId), noticeBytes({ streamId, epoch: 3n }));
+    await waitFor(ev, isHandover(2));
+    const next = await waitFor(ev, (e) => e.type === "handover");
+    assert.ok(next.type === "handover" && next.notice.epoch === 3n);
+    assert.equal(c.stats().stale, 1);
+    await c.close();
+    assert.equal(mem.subscriberCount(handoverSubject(streamId)), 0, "unsubscribed on close");
   });
 
   it("replays the latest notice to a new iterator, and close() ends iteration", async () => {

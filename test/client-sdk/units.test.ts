@@ -336,6 +336,14 @@ describe("client-sdk: small parts", () => {
     q.end();
     assert.equal((await q.next()).done, true);
     assert.throws(() => createBoundedQueue(0), /capacity must be an integer >= 1/);
+    // Grows from a small ring up to its bound, keeping order across the wrap.
+    const big = createBoundedQueue<number>(100);
+    for (let i = 0; i < 3; i++) big.push(i);
+    await big.next();
+    for (let i = 3; i < 150; i++) big.push(i);
+    assert.equal(big.size, 100);
+    assert.equal(big.droppedCount, 49);
+    assert.equal((await big.next()).value, 50);
   });
 
   it("backoff grows, is capped and jittered within [d/2, d]", () => {
