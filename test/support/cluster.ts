@@ -178,7 +178,21 @@ export interface ClusterOptions {
   name?: string;
   /** Extra flags for each node's `node` executable (e.g. ["--cpu-prof", "--cpu-prof-dir=DIR"]). */
   nodeArgs?: readonly string[];
+  /** Top-level config sections merged into every node's YAML (e.g. `raftOnly`). */
+  config?: Record<string, unknown>;
 }
+
+/**
+ * Config that turns off the leader's background proposers (placement rounds,
+ * automatic handovers, prediction), so Raft tests and benchmarks see only
+ * their own writes: applied indexes and state hashes then move only when the
+ * test writes.
+ */
+export const raftOnly: Record<string, unknown> = {
+  placement: { automatic: false },
+  handover: { automatic: false },
+  predict: { enabled: false },
+};
 
 export type Signal = "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM";
 
@@ -341,6 +355,7 @@ export class TestCluster {
       raft: { ...this.opts.raft },
       api: { ...this.opts.api },
       log: { level: this.opts.logLevel },
+      ...this.opts.config,
       ...node.extraConfig,
       ...patch,
     };

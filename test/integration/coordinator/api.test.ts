@@ -9,6 +9,7 @@ import { Code } from "../../../common/errors.ts";
 import {
   grpcCode,
   grpcMessage,
+  raftOnly,
   streamSpec,
   TestCluster,
   testRendition,
@@ -19,7 +20,7 @@ describe("coordinator API (3 real processes)", function () {
   let c: TestCluster;
 
   before(async () => {
-    c = await TestCluster.start({ name: "api" });
+    c = await TestCluster.start({ name: "api", config: raftOnly });
     await c.waitForLeader(10_000);
   });
   afterEach(function () {

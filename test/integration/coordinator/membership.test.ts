@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Code } from "../../../common/errors.ts";
-import { grpcCode, grpcMessage, streamSpec, TestCluster } from "../../support/cluster.ts";
+import { grpcCode, grpcMessage, raftOnly, streamSpec, TestCluster } from "../../support/cluster.ts";
 
 describe("coordinator: membership changes and leadership transfer (real processes)", function () {
   this.timeout(60_000);
@@ -19,7 +19,7 @@ describe("coordinator: membership changes and leadership transfer (real processe
   });
 
   it("adds a joining 4th node, which catches up; removes it; transfers and removes the leader", async () => {
-    c = await TestCluster.start({ name: "members" });
+    c = await TestCluster.start({ name: "members", config: raftOnly });
     const cluster = c;
     const write = (id: string) =>
       cluster.write((n, t) =>

@@ -10,7 +10,7 @@
  * first snapshot (the stderr tail then shows "raft driver failed").
  */
 import assert from "node:assert/strict";
-import { streamSpec, TestCluster } from "../../support/cluster.ts";
+import { raftOnly, streamSpec, TestCluster } from "../../support/cluster.ts";
 
 describe("coordinator: snapshots, compaction and catch-up (3 real processes)", function () {
   this.timeout(60_000);
@@ -32,7 +32,7 @@ describe("coordinator: snapshots, compaction and catch-up (3 real processes)", f
   };
 
   it("a lagging follower catches up past compaction; a full restart recovers every write", async () => {
-    c = await TestCluster.start({ name: "snap", raft: { snapshotEntries: 10 } });
+    c = await TestCluster.start({ name: "snap", config: raftOnly, raft: { snapshotEntries: 10 } });
     const cluster = c;
     const leader = await cluster.waitForLeader(10_000);
     await writeStreams(cluster, "a", 40);

@@ -8,7 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { Code } from "../../../common/errors.ts";
-import { grpcCode, grpcMessage, sleep, streamSpec, TestCluster } from "../../support/cluster.ts";
+import {
+  grpcCode,
+  grpcMessage,
+  raftOnly,
+  sleep,
+  streamSpec,
+  TestCluster,
+} from "../../support/cluster.ts";
 
 describe("coordinator: a SIGSTOPped leader resumes as a stale leader (3 real processes)", function () {
   this.timeout(60_000);
@@ -21,7 +28,7 @@ describe("coordinator: a SIGSTOPped leader resumes as a stale leader (3 real pro
   });
 
   it("cannot accept writes after SIGCONT, steps down, and loses nothing", async () => {
-    c = await TestCluster.start({ name: "stale" });
+    c = await TestCluster.start({ name: "stale", config: raftOnly });
     const cluster = c;
     const create = (nodeId: string, id: string, timeoutMs = 5000) =>
       cluster

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runCli, streamSpec, TestCluster } from "../../support/cluster.ts";
+import { raftOnly, runCli, streamSpec, TestCluster } from "../../support/cluster.ts";
 
 function lastSegment(dataDir: string): string {
   const wal = join(dataDir, "wal");
@@ -27,7 +27,7 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
   let c: TestCluster;
 
   before(async () => {
-    c = await TestCluster.start({ name: "wal" });
+    c = await TestCluster.start({ name: "wal", config: raftOnly });
     await c.waitForLeader(10_000);
   });
   afterEach(function () {
