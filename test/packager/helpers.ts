@@ -168,3 +168,17 @@ export async function feed(
     }
   }
 }
+
+/** Polls `check` until it returns true (bounded); for effects that complete in the background. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 3000,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${what}`);
+}
