@@ -42,6 +42,8 @@ export interface NatsConnectionLike {
   ): NatsSubscriptionLike;
   status(): AsyncIterable<NatsStatusLike>;
   closed(): Promise<unknown>;
+  /** Resolves once the server has processed everything sent so far (a PING/PONG round trip). */
+  flush(): Promise<void>;
   close(): Promise<void>;
   isClosed(): boolean;
 }
@@ -132,7 +134,14 @@ function createBusCore(queueMax: number) {
       binding = b;
       stats.connects++;
       for (const subject of fanout.subjects()) subscribeUpstream(b, subject);
-      status.set("connected");
+      // "connected" promises that our subscriptions are live on the server:
+      // report it after a round trip, so a notice published right after is received.
+      nc.flush().then(
+        () => {
+          if (binding === b && !nc.isClosed()) status.set("connected");
+        },
+        () => {},
+      );
       void (async () => {
         try {
           for await (const s of nc.status()) {

@@ -45,7 +45,9 @@ import {
   parseMediaPlaylist,
   parseMultivariantPlaylist,
 } from "./m3u8.ts";
+import type { PlatformProbe } from "./platform.ts";
 import { createPlaybackBuffer, type PlaybackState } from "./playback-buffer.ts";
+import { type ClientReporter, createClientReporter } from "./reporter.ts";
 
 export interface PlayerSessionOptions {
   streamId: string;
@@ -101,6 +103,12 @@ export interface PlayerSessionOptions {
   /** Session ends after this long, ms (default: until close()). */
   durationMs?: number;
   onEvent?: (ev: PlayerEvent) => void;
+  /**
+   * Periodic ClientService.Report of this session (every 5 s unless the
+   * server paces otherwise); stopped on close. Pass the entry point's
+   * platform probe (createNodePlatformProbe / createBrowserPlatformProbe).
+   */
+  report?: { coordinatorUrls: readonly string[]; intervalMs?: number; platform?: PlatformProbe };
 }
 
 export type SwitchReason = "notice" | "failover" | "abort";
@@ -901,17 +909,19 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
     })();
   }
 
+  let reporter: ClientReporter | undefined;
   const done = run()
     .catch((err: unknown) => {
       if (!stop.signal.aborted) {
         emit({ type: "error", message: err instanceof Error ? err.message : String(err) });
       }
     })
-    .finally(() => {
+    .finally(async () => {
       ended = true;
+      await reporter?.stop();
     });
 
-  return {
+  const session: PlayerSession = {
     sessionId,
     applyNotice,
     done,
@@ -955,6 +965,19 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
       await done;
     },
   };
+  if (opts.report && opts.report.coordinatorUrls.length > 0) {
+    reporter = createClientReporter({
+      streamId: opts.streamId,
+      stats: session.stats,
+      coordinatorUrls: opts.report.coordinatorUrls,
+      clock,
+      random,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      ...(opts.report.intervalMs ? { intervalMs: opts.report.intervalMs } : {}),
+      ...(opts.report.platform ? { platform: opts.report.platform } : {}),
+    });
+  }
+  return session;
 }
 
 function safeBase(u: string): string | undefined {

@@ -74,6 +74,22 @@ describe("client-sdk: client reports", function () {
     }
   });
 
+  it("a session created with `report` reports itself until closed", async () => {
+    const s = createPlayerSession({
+      streamId,
+      originUrl: origin.url,
+      report: { coordinatorUrls: [coord.url], intervalMs: 1000 },
+    });
+    try {
+      await until(() => coord.reports.some((r) => r.sessionId === s.sessionId), 5000, "a report");
+    } finally {
+      await s.close();
+    }
+    const n = coord.reports.length;
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal(coord.reports.length, n, "reports continued after close");
+  });
+
   it("sends on its own every interval", async () => {
     const r = createClientReporter({
       streamId,
