@@ -251,6 +251,9 @@ function randomSessionId(random: () => number): string {
   return s;
 }
 
+/** Attempts to load the first playlists before the session gives up. */
+const startAttemptsMax = 5;
+
 const switchStates: ReadonlySet<HandoverState> = new Set([
   HandoverState.NOTIFIED,
   HandoverState.SWITCHED,
@@ -748,12 +751,28 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
 
   // ---- the loop
 
+  /** Playlists to start from; retried (bounded) since every origin may be briefly down. */
+  const startUp = async (): Promise<MediaPlaylist> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await loadMultivariant();
+        rendition = renditions.find((r) => r.id === opts.rendition) ?? chooseRendition();
+        const first = await withFailover((o) => loadMedia(o, rendition!));
+        if (first.kind !== "ok") {
+          throw new Error(`cannot load ${rendition.path}: ${describe(first)}`);
+        }
+        return playlists.get(plKey(origin, rendition))!;
+      } catch (err) {
+        if (attempt >= startAttemptsMax || stop.signal.aborted) throw err;
+        emit({ type: "error", message: err instanceof Error ? err.message : String(err) });
+        await sleep(backoffDelayMs(attempt + 2, retryBackoff, random), stop.signal);
+      }
+    }
+  };
+
   const run = async () => {
-    await loadMultivariant();
-    rendition = renditions.find((r) => r.id === opts.rendition) ?? chooseRendition();
-    const first = await withFailover((o) => loadMedia(o, rendition!));
-    if (first.kind !== "ok") throw new Error(`cannot load ${rendition.path}: ${describe(first)}`);
-    const firstPl = playlists.get(plKey(origin, rendition))!;
+    const firstPl = await startUp();
+    if (stop.signal.aborted) return;
     const partsMode = (opts.mode ?? "parts") === "parts" && firstPl.partTargetMs !== undefined;
     const pos = startPosition(firstPl, partsMode);
     /** Media of segment pos.msn already buffered from its parts, ms. */
