@@ -46,10 +46,16 @@
  * ## Search
  * Per stream, a depth-first branch and bound over (rendition, slot) with
  * candidates ordered by their marginal cost, so the first leaf is the greedy
- * plan and later leaves only replace it when strictly better. It stops after
- * `searchNodesMax` placements or with at most `candidatesPerSlotMax`
- * candidates per slot; `exhaustive` says whether the result is the proven
- * optimum. Streams are planned one at a time in id order; each sees the
+ * plan and later leaves only replace it when strictly better. The search
+ * considers a pool of at most `candidatePoolMax` packagers (the stream's
+ * current members, the best packager of every zone, then the emptiest), tries
+ * at most `candidatesPerSlotMax` candidates per slot and stops after
+ * `searchNodesMax` placements; across all streams of one call it stops
+ * after `roundSearchNodesMax`, after which streams get their greedy plan, so
+ * one planning round cannot stall the leader's event loop (which also runs
+ * Raft). `exhaustive` says whether none of these bounds cut the search, i.e.
+ * whether the result is the proven optimum. A stream whose current placement
+ * is already optimal (see keepCurrent) costs no search at all. Streams are planned one at a time in id order; each sees the
  * others' load (already planned streams with their new placement, the rest
  * with their current one).
  */
@@ -125,8 +131,12 @@ export interface AssignmentOptions {
   readonly packagersPerStreamMax: number;
   /** Placements tried per stream before the best plan so far is returned. */
   readonly searchNodesMax: number;
+  /** Placements tried across all streams of one planAssignments call. */
+  readonly roundSearchNodesMax: number;
   /** Candidates tried per slot (best by marginal cost first). */
   readonly candidatesPerSlotMax: number;
+  /** Packagers the search considers per stream (see the module comment). */
+  readonly candidatePoolMax: number;
   /** Ranked standby candidates returned per stream. */
   readonly sparesMax: number;
   /** Non-negative integers (points); see the objective above. */
@@ -137,8 +147,10 @@ export const defaultAssignmentOptions: AssignmentOptions = {
   defaultMaxStreams: 100,
   defaultEgressBps: 10_000_000_000,
   packagersPerStreamMax: 5,
-  searchNodesMax: 20_000,
+  searchNodesMax: 5_000,
+  roundSearchNodesMax: 100_000,
   candidatesPerSlotMax: 8,
+  candidatePoolMax: 24,
   sparesMax: 4,
   weights: {
     balance: 1000,
@@ -214,7 +226,9 @@ export function validateAssignmentOptions(o: AssignmentOptions): void {
   requireInt("defaultEgressBps", o.defaultEgressBps, 1);
   requireInt("packagersPerStreamMax", o.packagersPerStreamMax, 1, 5);
   requireInt("searchNodesMax", o.searchNodesMax, 1, 10_000_000);
+  requireInt("roundSearchNodesMax", o.roundSearchNodesMax, 1, 1_000_000_000);
   requireInt("candidatesPerSlotMax", o.candidatesPerSlotMax, 1, 1000);
+  requireInt("candidatePoolMax", o.candidatePoolMax, 1, 100_000);
   requireInt("sparesMax", o.sparesMax, 0, 100);
   for (const [k, v] of Object.entries(o.weights)) requireInt(`weights.${k}`, v, 0, 1_000_000);
 }
@@ -333,12 +347,15 @@ export function planAssignments(
     );
 
   const plans: StreamAssignmentPlan[] = [];
+  let roundNodesLeft = options.roundSearchNodesMax;
   for (const s of streams) {
     addLoad(
       contribution(s, (r) => r.current),
       -1,
     );
-    const plan = planOneStream(s, pkgs, index, streamsLoad, egressLoad, options);
+    const budget = Math.max(1, Math.min(options.searchNodesMax, roundNodesLeft));
+    const plan = planOneStream(s, pkgs, index, streamsLoad, egressLoad, options, budget);
+    roundNodesLeft -= plan.searchNodes;
     const planned = new Map(plan.renditions.map((r) => [r.renditionId, r.holders]));
     addLoad(
       contribution(s, (r) => planned.get(r.id)),
@@ -374,6 +391,8 @@ function planOneStream(
   streamsLoad: number[],
   egressLoad: number[],
   o: AssignmentOptions,
+  /** Placements this stream may try (its share of the round budget). */
+  searchNodesMax: number,
 ): StreamAssignmentPlan {
   const w = o.weights;
   const R = s.replicationFactor;
@@ -411,24 +430,67 @@ function planOneStream(
     r.current ? new Set([r.current.primary, ...r.current.replicas]) : undefined,
   );
 
-  // Admissible lower bounds for the renditions not yet placed (suffix sums).
-  const eligibleIdx = pkgs.map((_, i) => i).filter((i) => eligible[i]);
-  const eligibleZones = new Set(eligibleIdx.map((i) => (pkgs[i] as Pkg).zone)).size;
-  const membersMax = Math.min(
-    R,
-    eligibleIdx.length,
-    anti ? eligibleZones : Number.POSITIVE_INFINITY,
-    o.packagersPerStreamMax,
-  );
+  // The search pool: current members, then the best packager of each zone
+  // (anti-affinity needs zones), then the emptiest; full packagers are
+  // useless unless they already hold the stream. Built only when a search runs.
+  const currentIds = new Set(curMembers.flatMap((m) => (m ? [...m] : [])));
+  const utilization = (i: number, extraStream: number) => {
+    const p = pkgs[i] as Pkg;
+    return Math.max(
+      ((streamsLoad[i] as number) + extraStream) / p.maxStreams,
+      (egressLoad[i] as number) / p.egressCap,
+    );
+  };
+  let pool: number[] = [];
+  let truncated = false;
+  const buildPool = () => {
+    const ranked = pkgs
+      .map((_, i) => i)
+      .filter(
+        (i) =>
+          eligible[i] &&
+          (currentIds.has((pkgs[i] as Pkg).id) ||
+            (streamsLoad[i] as number) + 1 <= (pkgs[i] as Pkg).maxStreams),
+      )
+      .sort(
+        (a, b) =>
+          Number(currentIds.has((pkgs[b] as Pkg).id)) -
+            Number(currentIds.has((pkgs[a] as Pkg).id)) ||
+          statusRank((pkgs[a] as Pkg).status) - statusRank((pkgs[b] as Pkg).status) ||
+          utilization(a, 1) - utilization(b, 1) ||
+          byId((pkgs[a] as Pkg).id, (pkgs[b] as Pkg).id),
+      );
+    const inPool = new Set<number>(ranked.filter((i) => currentIds.has((pkgs[i] as Pkg).id)));
+    const zoneSeen = new Set<string>();
+    for (const i of ranked) {
+      const zone = (pkgs[i] as Pkg).zone;
+      if (!zoneSeen.has(zone) && inPool.size < o.candidatePoolMax) inPool.add(i);
+      zoneSeen.add(zone);
+    }
+    for (const i of ranked) if (inPool.size < o.candidatePoolMax) inPool.add(i);
+    pool = [...inPool].sort((x, y) => x - y);
+    truncated = pool.length < ranked.length;
+  };
+
+  // Admissible lower bounds for the renditions not yet placed (suffix sums),
+  // over the packagers a plan may use (`among`).
   const missingLb = new Array<number>(order.length + 1).fill(0);
   const movesLb = new Array<number>(order.length + 1).fill(0);
-  for (let k = order.length - 1; k >= 0; k--) {
-    const r = order[k] as RenditionInput;
-    const ci = r.current ? index.get(r.current.primary) : undefined;
-    const primaryMustChange = r.current !== undefined && (ci === undefined || !eligible[ci]);
-    missingLb[k] = (missingLb[k + 1] as number) + (R - membersMax);
-    movesLb[k] = (movesLb[k + 1] as number) + (primaryMustChange ? 1 : 0);
-  }
+  const setBounds = (among: readonly number[]) => {
+    const membersMax = Math.min(
+      R,
+      among.length,
+      anti ? new Set(among.map((i) => (pkgs[i] as Pkg).zone)).size : Number.POSITIVE_INFINITY,
+      o.packagersPerStreamMax,
+    );
+    for (let k = order.length - 1; k >= 0; k--) {
+      const r = order[k] as RenditionInput;
+      const ci = r.current ? index.get(r.current.primary) : undefined;
+      const primaryMustChange = r.current !== undefined && (ci === undefined || !eligible[ci]);
+      missingLb[k] = (missingLb[k + 1] as number) + (R - membersMax);
+      movesLb[k] = (movesLb[k + 1] as number) + (primaryMustChange ? 1 : 0);
+    }
+  };
 
   // Search state.
   let overload = 0;
@@ -447,7 +509,6 @@ function planOneStream(
   let unplaced = 0;
   const chosen: number[][] = order.map(() => []);
   let nodes = 0;
-  let truncated = false;
   let budgetHit = false;
   let best: { cost: PlanCost; members: number[][] } | undefined;
 
@@ -562,7 +623,7 @@ function planOneStream(
   const candidates = (k: number, primary: boolean): number[] => {
     const members = chosen[k] as number[];
     const all: { i: number; c: PlanCost }[] = [];
-    for (let i = 0; i < n; i++) {
+    for (const i of pool) {
       if (feasible(i, members)) all.push({ i, c: marginal(k, i, primary) });
     }
     all.sort((a, b) => compareCost(a.c, b.c) || byId((pkgs[a.i] as Pkg).id, (pkgs[b.i] as Pkg).id));
@@ -570,7 +631,7 @@ function planOneStream(
     return all.slice(0, o.candidatesPerSlotMax).map((x) => x.i);
   };
 
-  const stop = () => best !== undefined && nodes >= o.searchNodesMax;
+  const stop = () => best !== undefined && nodes >= searchNodesMax;
   const promising = (missingFrom: number, movesFrom = missingFrom) =>
     best === undefined || compareCost(costNow(missingFrom, movesFrom), best.cost) < 0;
 
@@ -663,7 +724,12 @@ function planOneStream(
     return best !== undefined;
   };
 
-  if (!keepCurrent()) placeRendition(0);
+  setBounds(pkgs.map((_, i) => i).filter((i) => eligible[i]));
+  if (!keepCurrent()) {
+    buildPool();
+    setBounds(pool);
+    placeRendition(0);
+  }
   const result = best as unknown as { cost: PlanCost; members: number[][] };
 
   // Results in the order of the input ladder.
@@ -705,18 +771,22 @@ function planOneStream(
     }
   }
   const reasons = degradedReasons(s, pkgs, eligible, renditions, used, egressLoad, o);
-  const spares = pkgs
-    .map((_, i) => i)
-    .filter((i) => eligible[i] && !used.has(i))
-    .filter((i) => (streamsLoad[i] as number) + 1 <= (pkgs[i] as Pkg).maxStreams)
-    .sort(
-      (a, b) =>
-        statusRank((pkgs[a] as Pkg).status) - statusRank((pkgs[b] as Pkg).status) ||
-        utilization(a) - utilization(b) ||
-        byId((pkgs[a] as Pkg).id, (pkgs[b] as Pkg).id),
-    )
-    .slice(0, o.sparesMax)
-    .map((i) => (pkgs[i] as Pkg).id);
+  // Top sparesMax by insertion into a short sorted list: O(n × sparesMax), no full sort.
+  const spareRank = (a: number, b: number) =>
+    statusRank((pkgs[a] as Pkg).status) - statusRank((pkgs[b] as Pkg).status) ||
+    utilization(a, 1) - utilization(b, 1) ||
+    byId((pkgs[a] as Pkg).id, (pkgs[b] as Pkg).id);
+  const top: number[] = [];
+  for (let i = 0; i < n && o.sparesMax > 0; i++) {
+    if (!eligible[i] || used.has(i)) continue;
+    if ((streamsLoad[i] as number) + 1 > (pkgs[i] as Pkg).maxStreams) continue;
+    if (top.length === o.sparesMax && spareRank(i, top[top.length - 1] as number) >= 0) continue;
+    let at = top.length;
+    while (at > 0 && spareRank(i, top[at - 1] as number) < 0) at--;
+    top.splice(at, 0, i);
+    if (top.length > o.sparesMax) top.pop();
+  }
+  const spares = top.map((i) => (pkgs[i] as Pkg).id);
   // Undo the provisional load: the caller adds the plan's contribution itself.
   for (const [k, members] of result.members.entries()) {
     for (const [j, i] of members.entries()) {
@@ -736,14 +806,6 @@ function planOneStream(
     searchNodes: nodes,
     spares,
   };
-
-  function utilization(i: number): number {
-    const p = pkgs[i] as Pkg;
-    return Math.max(
-      ((streamsLoad[i] as number) + 1) / p.maxStreams,
-      (egressLoad[i] as number) / p.egressCap,
-    );
-  }
 }
 
 function degradedReasons(

@@ -59,6 +59,7 @@ export const tinyOptions: AssignmentOptions = {
   defaultMaxStreams: 3,
   defaultEgressBps: 10_000,
   searchNodesMax: 5_000_000,
+  roundSearchNodesMax: 50_000_000,
   candidatesPerSlotMax: 8,
 };
 

@@ -289,6 +289,23 @@ describe("assignment planner", () => {
     }
   });
 
+  it("bounds a whole round: after roundSearchNodesMax later streams get their greedy plan", () => {
+    const packagers = Array.from({ length: 30 }, (_, i) => pkg(`p${i}`, `z${i % 5}`));
+    const streams = Array.from({ length: 40 }, (_, k) =>
+      stream(`s${String(k).padStart(2, "0")}`, ["v0", "v1", "v2", "v3"], {
+        replicationFactor: 3,
+        placement: placement({ zoneAntiAffinity: true }),
+      }),
+    );
+    const o = { ...defaultAssignmentOptions, searchNodesMax: 2_000, roundSearchNodesMax: 5_000 };
+    const plan = planAssignments({ packagers, streams }, o);
+    const total = plan.streams.reduce((sum, p) => sum + p.searchNodes, 0);
+    // Past the budget each stream stops at its first (greedy) leaf: 4 renditions × 3 slots.
+    assert.ok(total <= o.roundSearchNodesMax + 40 * 4 * 3, `total ${total}`);
+    assert.ok(plan.streams.every((p) => p.status === "active"));
+    assert.equal(plan.streams.at(-1)?.searchNodes, 4 * 3);
+  });
+
   it("rejects malformed input with the offending field", () => {
     const s = stream("s1", ["720p"]);
     assert.throws(
