@@ -13,19 +13,22 @@ const USAGE = `Usage: understudy packager --config FILE
 Runs a packager-node: an LL-HLS/HLS/DASH origin that takes CMAF parts over
 HTTP (mode: origin) or a caching proxy in front of origins (mode: edge).
 Options:
-  --config FILE   YAML config (see deploy/ for examples)
-  --help          show this help
+  --config FILE            YAML config (see deploy/ for examples)
+  --dev-fault-injection    DEVELOPMENT ONLY: serve /dev/fault to degrade this node on request
+  --help                   show this help
 `;
 
 export async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
+  let devFaultInjection = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--help" || a === "-h") {
       process.stdout.write(USAGE);
       return 0;
     }
-    if (a === "--config") file = argv[++i];
+    if (a === "--dev-fault-injection") devFaultInjection = true;
+    else if (a === "--config") file = argv[++i];
     else if (a.startsWith("--config=")) file = a.slice("--config=".length);
     else {
       process.stderr.write(`understudy packager: unknown argument "${a}"\n\n${USAGE}`);
@@ -46,7 +49,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const node = createPackagerNode(config);
+  if (devFaultInjection) {
+    process.stderr.write("understudy packager: DEVELOPMENT fault injection is enabled (/dev/fault)\n");
+  }
+  const node = createPackagerNode(config, { devFaultInjection });
   try {
     await node.start();
   } catch (err) {

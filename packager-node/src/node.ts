@@ -12,6 +12,7 @@ import { SessionTable } from "./cmcd/sessions.ts";
 import type { PackagerConfig, StreamConfig } from "./config.ts";
 import { Fence } from "./control/fence.ts";
 import { startPackagerControl } from "./control/packager-service.ts";
+import { createFaultInjector } from "./dev-faults.ts";
 import { createEdgeProxy, type EdgeProxy } from "./edge/edge-proxy.ts";
 import { handleReplica, handleUtc } from "./http/node-routes.ts";
 import {
@@ -31,6 +32,8 @@ import { MediaStore, type StreamDef } from "./store/media-store.ts";
 export interface PackagerNodeDeps {
   clock?: Clock;
   logger?: Logger;
+  /** DEVELOPMENT ONLY (`--dev-fault-injection`): serve /dev/fault. */
+  devFaultInjection?: boolean;
 }
 
 export interface PackagerNodeUrls {
@@ -136,6 +139,7 @@ export function createPackagerNode(
       config.log.level ? { level: config.log.level } : {},
     );
   const stats = new NodeStats();
+  const faults = deps.devFaultInjection ? createFaultInjector(clock, logger) : undefined;
   const sessions = new SessionTable({
     sessionsMax: config.playback.sessionsMax,
     sessionIdleMs: config.playback.sessionIdleMs,
@@ -339,6 +343,7 @@ export function createPackagerNode(
   async function dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const t0 = clock.monotonicMs();
     const { path, query } = splitUrl(req.url ?? "/");
+    if (faults && (await faults.handle(req, res, path))) return;
     const segs = path.split("/").slice(1);
     const head = segs[0];
     let route: RouteKind = "other";
@@ -375,6 +380,8 @@ export function createPackagerNode(
         }
       } else if (head === "ingest") {
         route = "ingest";
+        const delayMs = faults?.ingestDelayMs() ?? 0;
+        if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
         if (ingestCtx) code = await handleIngest(ingestCtx, req, res, segs.slice(1));
         else {
           sendText(res, 404, "edge nodes do not ingest; push to an origin");
@@ -468,6 +475,7 @@ export function createPackagerNode(
       });
     },
     async stop() {
+      faults?.stop();
       await control?.close();
       edge?.close();
       await new Promise<void>((resolve) => {
