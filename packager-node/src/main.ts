@@ -50,7 +50,9 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (devFaultInjection) {
-    process.stderr.write("understudy packager: DEVELOPMENT fault injection is enabled (/dev/fault)\n");
+    process.stderr.write(
+      "understudy packager: DEVELOPMENT fault injection is enabled (/dev/fault)\n",
+    );
   }
   const node = createPackagerNode(config, { devFaultInjection });
   try {
