@@ -245,24 +245,30 @@ function validateInput(input: AssignmentInput): void {
   }
   const streamIds = new Set<string>();
   for (const [i, s] of input.streams.entries()) {
-    const f = `streams[${i}]`;
-    requireUniqueId(`${f}.id`, s.id, streamIds, "stream");
-    requireInt(`${f}.replicationFactor`, s.replicationFactor, 1, 5);
-    requireInt(`${f}.currentMsn`, s.currentMsn, -1);
-    if (s.renditions.length < 1 || s.renditions.length > renditionsMax) {
-      throw new RangeError(`${f}.renditions: needs 1–${renditionsMax}, got ${s.renditions.length}`);
+    requireUniqueId(`streams[${i}].id`, s.id, streamIds, "stream");
+    validateStreamInput(s, `streams[${i}]`);
+  }
+}
+
+/** Throws a RangeError naming the field (under `path`) when one stream's input is malformed. */
+export function validateStreamInput(s: StreamInput, path = "stream"): void {
+  const f = path;
+  if (!s.id) throw new RangeError(`${f}.id: required`);
+  requireInt(`${f}.replicationFactor`, s.replicationFactor, 1, 5);
+  requireInt(`${f}.currentMsn`, s.currentMsn, -1);
+  if (s.renditions.length < 1 || s.renditions.length > renditionsMax) {
+    throw new RangeError(`${f}.renditions: needs 1–${renditionsMax}, got ${s.renditions.length}`);
+  }
+  const rids = new Set<string>();
+  for (const [j, r] of s.renditions.entries()) {
+    const rf = `${f}.renditions[${j}]`;
+    requireUniqueId(`${rf}.id`, r.id, rids, "rendition");
+    requireInt(`${rf}.bandwidthBps`, r.bandwidthBps, 1);
+    requireInt(`${rf}.sessions`, r.sessions, 0);
+    if (!Number.isSafeInteger(r.sessions * r.bandwidthBps)) {
+      throw new RangeError(`${rf}: sessions × bandwidthBps exceeds 2^53`);
     }
-    const rids = new Set<string>();
-    for (const [j, r] of s.renditions.entries()) {
-      const rf = `${f}.renditions[${j}]`;
-      requireUniqueId(`${rf}.id`, r.id, rids, "rendition");
-      requireInt(`${rf}.bandwidthBps`, r.bandwidthBps, 1);
-      requireInt(`${rf}.sessions`, r.sessions, 0);
-      if (!Number.isSafeInteger(r.sessions * r.bandwidthBps)) {
-        throw new RangeError(`${rf}: sessions × bandwidthBps exceeds 2^53`);
-      }
-      if (r.current) requireInt(`${rf}.current.firstMsn`, r.current.firstMsn, 0);
-    }
+    if (r.current) requireInt(`${rf}.current.firstMsn`, r.current.firstMsn, 0);
   }
 }
 

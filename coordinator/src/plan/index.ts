@@ -22,6 +22,7 @@ export {
   type StreamInput,
   statusMessageCharsMax,
   validateAssignmentOptions,
+  validateStreamInput,
 } from "./assignment-planner.ts";
 export {
   applyAssignmentPlan,

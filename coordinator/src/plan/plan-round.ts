@@ -23,6 +23,7 @@ import {
   planAssignments,
   type StreamAssignmentPlan,
   statusMessageCharsMax,
+  validateStreamInput,
 } from "./assignment-planner.ts";
 import { applyAssignmentPlan, openRows } from "./assignment-rows.ts";
 import { type PlannedCommand, streamCommands } from "./commands.ts";
@@ -38,6 +39,7 @@ import {
   defaultGranularityOptions,
   type GranularityDecision,
   type GranularityOptions,
+  granularityLevels,
   msnOfShard,
   planSegmentDuration,
   type SegmentSchedule,
@@ -48,8 +50,9 @@ import {
   type ShardOptions,
   type ShardStreamInput,
   type StreamShardPlan,
+  validateShardRanges,
 } from "./shard-planner.ts";
-import { type AssignmentRow, byId } from "./types.ts";
+import { type AssignmentRow, byId, requireInt } from "./types.ts";
 
 /** What the leader knows about a stream at run time (not replicated). */
 export interface StreamRuntime {
@@ -97,7 +100,7 @@ export const defaultRoundOptions: RoundOptions = {
 export interface StreamRoundPlan {
   readonly streamId: string;
   /** Set when the stream was not replanned. */
-  readonly skipped?: "handover-open" | "no-runtime";
+  readonly skipped?: "handover-open" | "no-runtime" | "invalid";
   readonly assignment?: StreamAssignmentPlan;
   readonly assignmentRows?: readonly AssignmentRow[];
   readonly shard?: StreamShardPlan;
@@ -145,8 +148,16 @@ export function planRound(
   input: RoundInput,
   options: RoundOptions = defaultRoundOptions,
 ): RoundPlan {
+  // A stream whose stored state the planners reject is skipped with the
+  // reason, so one bad stream cannot stop the round for the others.
+  const invalid = new Map<RoundStream, string>();
+  for (const s of input.streams) {
+    if (!s.stream.spec || s.handoverOpen || !s.runtime) continue;
+    const problem = validateRoundStream(s as RoundStream & { runtime: StreamRuntime });
+    if (problem) invalid.set(s, problem);
+  }
   const isPlanned = (s: RoundStream): s is RoundStream & { runtime: StreamRuntime } =>
-    s.stream.spec !== undefined && !s.handoverOpen && s.runtime !== undefined;
+    s.stream.spec !== undefined && !s.handoverOpen && s.runtime !== undefined && !invalid.has(s);
   const planned = input.streams
     .filter(isPlanned)
     .sort((a, b) => byId(a.stream.spec?.id ?? "", b.stream.spec?.id ?? ""));
@@ -268,15 +279,38 @@ export function planRound(
     });
   }
   for (const s of skipped) {
+    const problem = invalid.get(s);
     out.push({
       streamId: s.stream.spec?.id ?? "",
-      skipped: s.handoverOpen ? "handover-open" : "no-runtime",
-      status: "active",
-      statusMessage: "",
+      skipped: s.handoverOpen ? "handover-open" : problem ? "invalid" : "no-runtime",
+      status: problem ? "degraded" : "active",
+      statusMessage: problem ? `not planned: ${problem}`.slice(0, statusMessageCharsMax) : "",
       commands: [],
     });
   }
   return { streams: out.sort((x, y) => byId(x.streamId, y.streamId)) };
+}
+
+/** The first reason the planners would reject this stream's stored state, or undefined. */
+function validateRoundStream(s: RoundStream & { runtime: StreamRuntime }): string | undefined {
+  const spec = s.stream.spec;
+  if (!spec) return "spec: required";
+  try {
+    requireInt("runtime.currentShard", s.runtime.currentShard, -1);
+    validateStreamInput(
+      streamInputFromProto(s.stream, s.assignments, {
+        currentMsn: currentMsnOf(s.stream, s.runtime),
+        sessionsByRendition: s.runtime.sessionsByRendition,
+      }),
+      `stream "${spec.id}"`,
+    );
+    validateShardRanges(shardRangesFromProto(s.shardMap?.ranges), "shard_map.ranges");
+    granularityLevels(segmentPolicyFromSpec(spec));
+    return undefined;
+  } catch (err) {
+    if (err instanceof RangeError) return err.message;
+    throw err;
+  }
 }
 
 /**

@@ -229,6 +229,22 @@ describe("planning rounds over the FSM", () => {
     assert.equal(round(h, 140)?.status, "active");
   });
 
+  it("skips a stream whose stored state is malformed and still plans the others", () => {
+    const h = cluster();
+    h.createStream("broken", { renditions: ladder, replicationFactor: 0, zoneAntiAffinity: false });
+    const plan = planRound(roundInputFromFsm(h.fsm, runtimeAt(10)));
+    const broken = plan.streams.find((s) => s.streamId === "broken");
+    assert.equal(broken?.skipped, "invalid");
+    assert.equal(broken?.status, "degraded");
+    assert.match(
+      broken?.statusMessage ?? "",
+      /^not planned: stream "broken"\.replicationFactor: must be an integer in 1\.\.5, got 0$/,
+    );
+    assert.deepEqual(broken?.commands, []);
+    const ok = plan.streams.find((s) => s.streamId === "s1");
+    assert.equal(ok?.commands.length, 2);
+  });
+
   it("reports DEGRADED with a reason and does not replan a stream during a handover", () => {
     const h = cluster();
     proposeAll(h, round(h, 10)?.commands ?? []);
