@@ -72,10 +72,6 @@ export function statusRank(status: ComponentStatus): number {
   return 2;
 }
 
-export function isSafeNonNegativeInt(n: number): boolean {
-  return Number.isSafeInteger(n) && n >= 0;
-}
-
 /** Throws a RangeError naming the field; planners reject malformed input instead of guessing. */
 export function requireInt(field: string, n: number, min: number, max = Number.MAX_SAFE_INTEGER) {
   if (!Number.isSafeInteger(n) || n < min || n > max) {
