@@ -21,6 +21,7 @@ import type { AgentConfig } from "./config.ts";
 import { type AgentConnection, type ConnectionStats, createAgentConnection } from "./connection.ts";
 import { createDirectiveExecutor, type DirectiveExecutor } from "./directives.ts";
 import type { HostInfo, HostSampler } from "./host-sampler.ts";
+import { httpRequest } from "./http-request.ts";
 import type { AgentSample } from "./metric-names.ts";
 import type { ProbeResult, ProbeSet } from "./probes.ts";
 import type { ProcessWatcher } from "./process-watch.ts";
@@ -159,14 +160,16 @@ export async function createAgent(deps: AgentDeps): Promise<Agent> {
 
   const drain = async (deadlineAgentMs: number | undefined, timeoutMs: number) => {
     if (!config.drainUrl) throw new Error("no drain action configured on this agent (drainUrl)");
-    const res = await fetch(config.drainUrl, {
+    const res = await httpRequest(config.drainUrl, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ deadlineUnixMs: deadlineAgentMs ?? 0 }),
-      signal: AbortSignal.timeout(timeoutMs),
+      timeoutMs,
+      bodyBytesMax: 4096,
     });
-    const text = (await res.text()).slice(0, 200);
-    if (!res.ok) throw new Error(`drain endpoint answered HTTP ${res.status}: ${text}`);
+    if (res.status < 200 || res.status > 299) {
+      throw new Error(`drain endpoint answered HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+    }
     return `drain requested (HTTP ${res.status})`;
   };
 

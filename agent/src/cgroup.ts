@@ -6,8 +6,8 @@
  * memory does. Supports cgroup v2 (unified) and v1 (memory + cpu controllers).
  * Unlimited values are not reported.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { readKernelFile } from "./procfs.ts";
 
 export interface CgroupLimits {
   memoryMaxBytes?: number;
@@ -85,24 +85,16 @@ export interface CgroupReader {
 }
 
 export async function createCgroupReader(root = "/sys/fs/cgroup"): Promise<CgroupReader> {
-  let self = "";
-  let unified = false;
-  try {
-    self = await readFile("/proc/self/cgroup", "utf8");
-    unified = (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")) !== "";
-  } catch {
-    return { read: async () => ({}) };
-  }
+  const self = readKernelFile("/proc/self/cgroup");
+  if (self === undefined) return { read: async () => ({}) };
+  const unified = (readKernelFile(join(root, "cgroup.controllers")) ?? "") !== "";
   const paths = cgroupPaths(self, unified, root);
-  const readOpt = (f: string | undefined) =>
-    f === undefined ? Promise.resolve(undefined) : readFile(f, "utf8").catch(() => undefined);
+  const readOpt = (f: string | undefined) => (f === undefined ? undefined : readKernelFile(f));
   return {
     async read() {
-      const [mem, cpu, period] = await Promise.all([
-        readOpt(paths.memoryMaxFile),
-        readOpt(paths.cpuMaxFile),
-        readOpt(paths.cpuPeriodFile),
-      ]);
+      const mem = readOpt(paths.memoryMaxFile);
+      const cpu = readOpt(paths.cpuMaxFile);
+      const period = readOpt(paths.cpuPeriodFile);
       const out: CgroupLimits = {};
       const m = mem === undefined ? undefined : parseMemoryMax(mem);
       if (m !== undefined) out.memoryMaxBytes = m;

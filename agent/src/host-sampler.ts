@@ -15,7 +15,7 @@
  * systeminformation returns null rates on its first call), so the first
  * reading is never reported.
  */
-import { readdir, readFile, statfs } from "node:fs/promises";
+import { statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import si from "systeminformation";
 import type { Clock } from "../../common/clock.ts";
@@ -29,6 +29,8 @@ import {
   parseMeminfo,
   parseNetDev,
   parseProcStat,
+  readKernelDir,
+  readKernelFile,
 } from "./procfs.ts";
 
 /** Facts about the host read once at start (sent in Hello as the measured capacity). */
@@ -137,18 +139,9 @@ interface ProcfsReading {
 }
 
 /** Block devices that are real disks (have a backing device): no loop, ram, dm or md doubles. */
-async function wholeDisks(sysRoot: string): Promise<Set<string>> {
-  const names = await readdir(`${sysRoot}/block`).catch(() => [] as string[]);
-  const out = new Set<string>();
-  await Promise.all(
-    names.map(async (n) => {
-      const ok = await readdir(`${sysRoot}/block/${n}/device`)
-        .then(() => true)
-        .catch(() => false);
-      if (ok) out.add(n);
-    }),
-  );
-  return out;
+function wholeDisks(sysRoot: string): Set<string> {
+  const names = readKernelDir(`${sysRoot}/block`) ?? [];
+  return new Set(names.filter((n) => readKernelDir(`${sysRoot}/block/${n}/device`) !== undefined));
 }
 
 export function createProcfsSampler(
@@ -159,20 +152,19 @@ export function createProcfsSampler(
   let disks = new Set<string>();
   let prev: ProcfsReading | undefined;
 
-  const read = async (): Promise<ProcfsReading & { memText: string }> => {
-    const [stat, memText, diskText, netText] = await Promise.all([
-      readFile(`${proc}/stat`, "utf8"),
-      readFile(`${proc}/meminfo`, "utf8"),
-      readFile(`${proc}/diskstats`, "utf8").catch(() => ""),
-      readFile(`${proc}/net/dev`, "utf8").catch(() => ""),
-    ]);
+  const read = (): ProcfsReading & { memText: string } => {
+    const stat = readKernelFile(`${proc}/stat`);
+    const memText = readKernelFile(`${proc}/meminfo`);
+    if (stat === undefined || memText === undefined) {
+      throw new Error(`cannot read ${proc}/stat or ${proc}/meminfo`);
+    }
     const s = parseProcStat(stat);
     return {
       atMs: opts.clock.monotonicMs(),
       cpu: s.all,
       cores: s.cores,
-      disk: parseDiskstats(diskText, disks),
-      net: parseNetDev(netText, opts.interfaces),
+      disk: parseDiskstats(readKernelFile(`${proc}/diskstats`) ?? "", disks),
+      net: parseNetDev(readKernelFile(`${proc}/net/dev`) ?? "", opts.interfaces),
       memText,
     };
   };
@@ -180,17 +172,17 @@ export function createProcfsSampler(
   return {
     async start() {
       const info = await readStaticInfo();
-      disks = await wholeDisks(sys);
-      prev = await read();
+      disks = wholeDisks(sys);
+      prev = read();
       return info;
     },
     async sample() {
       if (!prev) throw new Error("host sampler: call start() before sample()");
-      const [now, fsOut, cgOut] = await Promise.all([
-        read(),
+      const [fsOut, cgOut] = await Promise.all([
         filesystemSamples(opts.filesystems),
         cgroupSamples(opts.cgroup),
       ]);
+      const now = read();
       const p = prev;
       prev = now;
       const seconds = (now.atMs - p.atMs) / 1000;

@@ -12,6 +12,7 @@ import { open, stat } from "node:fs/promises";
 import type { Clock } from "../../common/clock.ts";
 import { errorMessage } from "../../common/errors.ts";
 import type { HttpProbeConfig } from "./config.ts";
+import { httpRequest } from "./http-request.ts";
 import type { AgentSample } from "./metric-names.ts";
 
 export type ProbeKindName = "packager_status" | "encoder_progress" | "http" | "coordinator_rtt";
@@ -124,16 +125,12 @@ function httpProbe(cfg: HttpProbeConfig, clock: Clock): Probe {
       let status = 0;
       let error = "";
       try {
-        const res = await fetch(cfg.url, {
-          signal: AbortSignal.timeout(cfg.timeoutMs),
-          redirect: "manual",
-        });
+        // Redirects are not followed: a 3xx is this URL's answer.
+        const res = await httpRequest(cfg.url, { timeoutMs: cfg.timeoutMs });
         status = res.status;
-        // The body is not needed; cancelling frees the connection at once.
-        await res.body?.cancel();
         if (status !== cfg.expectedStatus) error = `HTTP ${status}, expected ${cfg.expectedStatus}`;
       } catch (err) {
-        error = fetchError(err, cfg.timeoutMs);
+        error = errorMessage(err).slice(0, 1024);
       }
       const latencyMs = clock.monotonicMs() - t0;
       const ok = error === "";
@@ -145,14 +142,6 @@ function httpProbe(cfg: HttpProbeConfig, clock: Clock): Probe {
       return { samples, probes: [{ kind: "http", target: cfg.url, ok, latencyMs, values, error }] };
     },
   };
-}
-
-function fetchError(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError")) {
-    return `timed out after ${timeoutMs} ms`;
-  }
-  const cause = err instanceof Error ? (err as Error & { cause?: unknown }).cause : undefined;
-  return (cause ? errorMessage(cause) : errorMessage(err)).slice(0, 1024);
 }
 
 /** First finite number among the keys (camelCase proto JSON or snake_case names). */
@@ -223,24 +212,21 @@ function packagerStatusProbe(url: string, timeoutMs: number, clock: Clock): Prob
       };
       let samples: AgentSample[] = [];
       try {
-        const res = await fetch(url, {
-          signal: AbortSignal.timeout(timeoutMs),
+        const res = await httpRequest(url, {
+          timeoutMs,
           headers: { accept: "application/json" },
+          bodyBytesMax: statusBodyBytesMax,
         });
         result.values.http_status = res.status;
-        const length = Number(res.headers.get("content-length") ?? 0);
-        if (length > statusBodyBytesMax) {
-          await res.body?.cancel();
-          throw new Error(`status body of ${length} bytes is over ${statusBodyBytesMax}`);
+        if (res.status < 200 || res.status > 299) {
+          throw new Error(`HTTP ${res.status}: ${res.body.slice(0, 200)}`);
         }
-        const text = await res.text();
-        if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);
-        const parsed = parsePackagerStatus(JSON.parse(text));
+        const parsed = parsePackagerStatus(JSON.parse(res.body));
         samples = parsed.samples;
         Object.assign(result.values, parsed.values);
         result.ok = true;
       } catch (err) {
-        result.error = fetchError(err, timeoutMs);
+        result.error = errorMessage(err).slice(0, 1024);
       }
       result.latencyMs = clock.monotonicMs() - t0;
       return { samples, probes: [result] };

@@ -14,12 +14,18 @@
  * restarts) plus main-process changes this agent saw that NRestarts did not
  * account for (manual restarts, pidfile services).
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import type { Clock } from "../../common/clock.ts";
 import type { CommandRunner } from "./command-runner.ts";
 import type { WatchConfig } from "./config.ts";
 import type { AgentSample } from "./metric-names.ts";
-import { parsePidStat, parseStatusRssBytes, userHz } from "./procfs.ts";
+import {
+  parsePidStat,
+  parseStatusRssBytes,
+  readKernelDir,
+  readKernelFile,
+  userHz,
+} from "./procfs.ts";
 
 export interface ProcessWatcher {
   sample(): Promise<AgentSample[]>;
@@ -67,15 +73,13 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
   let unseenByNRestarts = 0;
   let unitCheckedAtMs = Number.NEGATIVE_INFINITY;
 
-  const readIdentity = async (
-    pid: number,
-  ): Promise<(Identity & { cpuTicks: number }) | undefined> => {
-    try {
-      const st = parsePidStat(await readFile(`${proc}/${pid}/stat`, "utf8"));
-      return { pid, startTimeTicks: st.startTimeTicks, cpuTicks: st.utimeTicks + st.stimeTicks };
-    } catch {
-      return undefined;
-    }
+  const readIdentity = (pid: number): (Identity & { cpuTicks: number }) | undefined => {
+    const text = readKernelFile(`${proc}/${pid}/stat`);
+    if (text === undefined) return undefined;
+    const st = parsePidStat(text);
+    // A zombie has exited; only its parent has not collected it yet.
+    if (st.state === "Z") return undefined;
+    return { pid, startTimeTicks: st.startTimeTicks, cpuTicks: st.utimeTicks + st.stimeTicks };
   };
 
   const queryUnit = async (unit: string) => {
@@ -113,7 +117,7 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
   return {
     async sample() {
       let [pid, asked] = await resolvePid(false);
-      let id = pid > 0 ? await readIdentity(pid) : undefined;
+      let id = pid > 0 ? readIdentity(pid) : undefined;
       const sameAsCurrent =
         id !== undefined &&
         current !== undefined &&
@@ -122,7 +126,7 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
       if (opts.watch.unit !== undefined && !sameAsCurrent && !asked) {
         // Gone or replaced: ask systemd now rather than at the next refresh.
         [pid, asked] = await resolvePid(true);
-        id = pid > 0 ? await readIdentity(pid) : undefined;
+        id = pid > 0 ? readIdentity(pid) : undefined;
       }
       const now = opts.clock.monotonicMs();
       const out: AgentSample[] = [];
@@ -146,11 +150,9 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
         out.push({ name: "proc.cpu", value: Math.max(0, cores) });
       }
       lastCpu = { ticks: id.cpuTicks, atMs: now };
-      const [status, fds] = await Promise.all([
-        readFile(`${proc}/${id.pid}/status`, "utf8").catch(() => ""),
-        // Another user's fd table is unreadable (EACCES) without CAP_SYS_PTRACE: then omitted.
-        readdir(`${proc}/${id.pid}/fd`).catch(() => undefined),
-      ]);
+      const status = readKernelFile(`${proc}/${id.pid}/status`);
+      // Another user's fd table is unreadable (EACCES) without CAP_SYS_PTRACE: then omitted.
+      const fds = readKernelDir(`${proc}/${id.pid}/fd`);
       if (status) out.push({ name: "proc.rss_bytes", value: parseStatusRssBytes(status) });
       if (fds) out.push({ name: "proc.fds", value: fds.length });
       return out;

@@ -4,11 +4,13 @@
  * twice the buffer bound.
  *
  * Durability contract:
- * - Every appended report and ack is handed to the kernel right away (in
- *   order, one writer), so an agent crash or restart loses nothing written.
+ * - Every appended report is handed to the kernel right away (in order, one
+ *   writer), so an agent crash or restart loses nothing written.
  * - fdatasync runs at most once per `fsyncIntervalMs`, so a host power loss
- *   loses at most that much; acks need no sync at all (a lost ack only causes
- *   a resend that the coordinator drops as a duplicate).
+ *   loses at most that much.
+ * - Acks are not written on their own: the latest one rides along with the
+ *   next report write (or the close). A lost ack costs only a resend that the
+ *   coordinator drops as a duplicate.
  * - The instance id lives in the journal: sequences continue under the same
  *   id after a restart, so they stay strictly increasing per instance id.
  * - The disk never blocks sampling: writes are queued; if the queue exceeds
@@ -189,6 +191,9 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
   let syncTimer: NodeJS.Timeout | undefined;
   let closed = false;
   let failure: unknown;
+  /** Latest ack watermark, and the latest one written to the file. */
+  let ackToWrite = rec.state.ackedSeq;
+  let ackWritten = rec.state.ackedSeq;
 
   const compactAtBytes = 2 * bytesMax + 64 * 1024;
 
@@ -230,7 +235,12 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
   };
 
   const pump = async () => {
-    while (pending.length > 0 || diverged || fileBytes > compactAtBytes) {
+    while (
+      pending.length > 0 ||
+      diverged ||
+      fileBytes > compactAtBytes ||
+      ackToWrite > ackWritten
+    ) {
       if (diverged || fileBytes > compactAtBytes) {
         // The snapshot already holds everything queued so far, so the queue is
         // dropped in the same tick; records queued from now on follow the
@@ -238,8 +248,14 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
         pending = [];
         pendingBytes = 0;
         diverged = false;
-        await compact(buffer.snapshot());
+        const snap = buffer.snapshot();
+        ackWritten = snap.ackedSeq;
+        await compact(snap);
         continue;
+      }
+      if (ackToWrite > ackWritten) {
+        pending.push(encodeRecord(RecordType.Ack, ackToWrite));
+        ackWritten = ackToWrite;
       }
       const batch = Buffer.concat(pending);
       pending = [];
@@ -295,7 +311,11 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
 
   const journal: ReportJournal = {
     appended: (r) => enqueue(encodeRecord(RecordType.Report, r.seq, r.bytes)),
-    acked: (seq) => enqueue(encodeRecord(RecordType.Ack, seq)),
+    // Acks ride along with the next write (or the close) instead of costing a
+    // write each: a lost ack only means a resend the leader drops.
+    acked: (seq) => {
+      ackToWrite = seq;
+    },
     advanced: (seq) => {
       enqueue(encodeRecord(RecordType.Issued, seq));
       enqueue(encodeRecord(RecordType.Ack, seq));
@@ -308,7 +328,7 @@ export async function openReportStore(opts: ReportStoreOptions): Promise<ReportS
     // A failed write is retried once per drain: the rewrite path reopens the file.
     failure = undefined;
     while (pumping) await pumping;
-    if (pending.length > 0 || diverged) {
+    if (pending.length > 0 || diverged || ackToWrite > ackWritten) {
       kick();
       while (pumping) await pumping;
     }

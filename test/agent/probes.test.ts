@@ -221,6 +221,13 @@ describe("agent process watch", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** SIGKILL is delivered asynchronously: wait until the process is really gone. */
+  const killAndWait = (c: ChildProcess) =>
+    new Promise((r) => {
+      c.once("exit", r);
+      c.kill("SIGKILL");
+    });
+
   const startChild = () =>
     spawn(
       process.execPath,
@@ -246,8 +253,7 @@ describe("agent process watch", () => {
     assert.ok(value(s, "proc.rss_bytes")! > 20 * 1024 * 1024);
     assert.ok(value(s, "proc.fds")! >= 3);
     assert.equal(value(s, "proc.restarts"), 0);
-    child.kill("SIGKILL");
-    await new Promise((r) => child!.once("exit", r));
+    await killAndWait(child);
     const gone = await w.sample();
     assert.equal(value(gone, "proc.up"), 0);
     assert.equal(value(gone, "proc.cpu"), undefined);
@@ -263,7 +269,7 @@ describe("agent process watch", () => {
       clock: systemClock,
     });
     assert.equal(value(await w.sample(), "proc.restarts"), 0);
-    child.kill("SIGKILL");
+    await killAndWait(child);
     child = startChild();
     writeFileSync(pidfile, `${child.pid}\n`);
     const s = await w.sample();
@@ -301,13 +307,17 @@ describe("agent process watch", () => {
       "understudy-packager.service",
     ]);
     // systemd restarts it: NRestarts and the pid change together — one restart, not two.
-    child.kill("SIGKILL");
+    await killAndWait(child);
     child = startChild();
     mainPid = child.pid!;
     nRestarts = 3;
     const s = await w.sample();
     assert.equal(value(s, "proc.restarts"), 3);
-    assert.equal(calls.length, 2, "the vanished pid triggers a fresh systemctl query");
+    assert.equal(
+      calls.length,
+      2,
+      `the vanished pid triggers a fresh systemctl query: ${JSON.stringify(calls)}`,
+    );
     assert.deepEqual(parseSystemctlShow("MainPID=0\nNRestarts=\n"), { mainPid: 0, nRestarts: 0 });
   });
 });
