@@ -22,6 +22,7 @@
  */
 import { closeSync, fdatasyncSync, openSync, writeSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createGrpcClient, type GrpcClient } from "../common/grpc-client.ts";
@@ -226,6 +227,7 @@ function fmt(n: number, digits = 2): string {
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg();
   const c = await TestCluster.start({ name: "bench-raft", logLevel: "warn", config: raftOnly });
   try {
     const leader = await c.waitForLeader(10_000);
@@ -240,8 +242,11 @@ async function main(): Promise<void> {
 
     // ---- 2. throughput ----
     // Baseline at the same concurrency: a stale (local, no Raft) read of one stream.
+    await c
+      .node(leader)
+      .streams.createStream({ spec: streamSpec("probe"), requestId: "probe" }, { timeoutMs: 5000 });
     const rawRate = await throughput(address, concurrencies[0]!, (client) =>
-      client.getStream({ streamId: "lat-0", staleOk: true }, { timeoutMs: 5000 }),
+      client.getStream({ streamId: "probe", staleOk: true }, { timeoutMs: 5000 }),
     );
     const tput: Throughput[] = [];
     for (const inFlight of concurrencies) {
@@ -309,6 +314,9 @@ async function main(): Promise<void> {
     ]);
     const w = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
     const line = (r: string[]) => r.map((x, i) => x.padEnd(w[i]!)).join("  ");
+    process.stdout.write(
+      `\nbench:raft — 3 nodes, fsync on, ${cpus().length} CPUs, load average ${fmt(loadAtStart[0]!, 1)} at start, ${fmt(loadavg()[0]!, 1)} at end\n`,
+    );
     process.stdout.write(`\n${line(["case", "result", "detail", "vs baseline / target"])}\n`);
     process.stdout.write(`${w.map((n) => "-".repeat(n)).join("  ")}\n`);
     for (const r of rows) process.stdout.write(`${line(r)}\n`);
@@ -316,7 +324,9 @@ async function main(): Promise<void> {
     const out = {
       bench: "raft",
       node: process.version,
-      cpus: (await import("node:os")).cpus().length,
+      cpus: cpus().length,
+      // Other work on the machine skews every number here: compare runs at similar load.
+      loadavg1m: { start: loadAtStart[0], end: loadavg()[0] },
       setup: {
         nodes: 3,
         raft: "defaults: tickMs 50, electionTicks 6 (timeout 300–600 ms), heartbeatTicks 1, preVote, checkQuorum",

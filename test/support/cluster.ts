@@ -442,6 +442,9 @@ export class TestCluster {
       };
       stdout.on("data", onData);
       child.once("exit", onExit);
+      child.once("error", (err) =>
+        fail(new Error(`node ${id} could not be spawned: ${err.message}`)),
+      );
     });
   }
 

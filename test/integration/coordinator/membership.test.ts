@@ -26,7 +26,7 @@ describe("coordinator: membership changes and leadership transfer (real processe
         n.streams.createStream({ spec: streamSpec(id), requestId: `r-${id}` }, { timeoutMs: t }),
       );
     const leader = async () => cluster.node(await cluster.waitForLeader(10_000));
-    for (let i = 0; i < 10; i++) await write(`m-${i}`);
+    for (let i = 0; i < 5; i++) await write(`m-${i}`);
 
     // ---- add c4: learner first, then voter ----
     const c4 = await cluster.defineJoiner("c4");
@@ -50,10 +50,10 @@ describe("coordinator: membership changes and leadership transfer (real processe
       ),
       (err) => grpcCode(err) === Code.AlreadyExists,
     );
-    for (let i = 10; i < 20; i++) await write(`m-${i}`);
+    for (let i = 5; i < 10; i++) await write(`m-${i}`);
     const four = await cluster.waitForConverged(15_000, { ids: ["c1", "c2", "c3", "c4"] });
     assert.equal(new Set(four.map((s) => s.stateHash)).size, 1, "c4 holds the same state");
-    assert.equal((await cluster.listStreamIds("c4")).length, 20);
+    assert.equal((await cluster.listStreamIds("c4")).length, 10);
     const listed = await cluster.node("c1").cluster.listMembers({}, { timeoutMs: 5000 });
     assert.deepEqual(listed.members.map((m) => `${m.nodeId}:${m.voter}`).sort(), [
       "c1:true",
@@ -104,8 +104,8 @@ describe("coordinator: membership changes and leadership transfer (real processe
       const ids = await cluster.listStreamIds(id);
       assert.equal(
         ids.length,
-        23,
-        `${id}: 20 + after-remove, after-transfer, after-leader-removed`,
+        13,
+        `${id}: 10 + after-remove, after-transfer, after-leader-removed`,
       );
     }
   });

@@ -49,7 +49,7 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
   it("damage mid-segment: the node refuses to start naming file and offset; the rest go on", async () => {
     const cluster = c;
     const leader = await cluster.waitForLeader(10_000);
-    await writeStreams(cluster, "s", 30);
+    await writeStreams(cluster, "s", 15);
     await cluster.waitForConverged(10_000);
     const victim = cluster.ids().find((id) => id !== leader)!;
     const node = cluster.node(victim);
@@ -101,7 +101,7 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
   it("torn tail: the node truncates it, starts, rejoins and catches up", async () => {
     const cluster = c;
     const leader = await cluster.waitForLeader(10_000);
-    await writeStreams(cluster, "t", 30);
+    await writeStreams(cluster, "t", 15);
     await cluster.waitForConverged(10_000);
     const victim = cluster.ids().find((id) => id !== leader)!;
     const node = cluster.node(victim);
@@ -127,8 +127,8 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
     const ids = await cluster.listStreamIds(victim);
     assert.equal(
       ids.filter((id) => id.startsWith("t-") || id.startsWith("while-down-")).length,
-      45,
-      "30 before, 10 while it was down, 5 after",
+      30,
+      "15 before, 10 while it was down, 5 after",
     );
   });
 });
