@@ -71,6 +71,8 @@ export class Progress {
   recentActive = false;
   /** Probe state: one AppendEntries is outstanding; wait for an answer before the next. */
   probeSent = false;
+  /** Rejections of `match` itself since the last success (see Raft.handleAppendEntriesResponse). */
+  matchRejections = 0;
   readonly inflights: Inflights;
 
   constructor(
@@ -116,8 +118,20 @@ export class Progress {
     }
   }
 
+  /**
+   * The follower no longer holds `match` (it lost persisted entries): start
+   * over, probing just after `hint`, and let it prove a match again.
+   */
+  forgetMatch(hint: number): void {
+    this.resetState("probe");
+    this.match = 0;
+    this.matchRejections = 0;
+    this.next = Math.max(1, hint + 1);
+  }
+
   /** An acknowledgement of index n; false if it tells us nothing new. */
   maybeUpdate(n: number): boolean {
+    this.matchRejections = 0;
     if (n <= this.match) return false;
     this.match = n;
     this.next = Math.max(this.next, n + 1);

@@ -131,6 +131,9 @@ type CampaignKind = "pre-election" | "election" | "transfer";
 
 const emptyData = new Uint8Array(0);
 
+/** Consecutive rejections of a follower's acknowledged index that mean it lost entries. */
+const lostMatchRejections = 3;
+
 interface Settings {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
@@ -767,6 +770,18 @@ export class Raft {
       let hint = m.rejectHintIndex;
       if (m.rejectHintTerm > 0) {
         hint = this.log.findConflictByTerm(m.rejectHintIndex, m.rejectHintTerm).index;
+      }
+      if (m.matchIndex === pr.match && m.rejectHintIndex < pr.match && pr.match > 0) {
+        // The follower rejects the very index it acknowledged. Once, that can
+        // be a reordered answer to an optimistic append; again and again, it
+        // lost entries it had persisted (a disk that lied about fsync, a torn
+        // synced record). Raft assumes that never happens; rather than wait
+        // forever on a match that is gone, forget it and probe from the hint.
+        if (++pr.matchRejections >= lostMatchRejections) {
+          pr.forgetMatch(hint);
+          this.maybeSendAppend(m.from, true);
+          return;
+        }
       }
       if (pr.maybeDecrTo(m.matchIndex, hint)) {
         if (pr.state === "replicate") pr.becomeProbe();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { AppendEntries, RaftMessage } from "../../../coordinator/src/raft/index.ts";
-import { entrySizeBytes } from "../../../coordinator/src/raft/index.ts";
+import { createMemoryStorage, entrySizeBytes } from "../../../coordinator/src/raft/index.ts";
 import { Cluster } from "./harness.ts";
 
 const appendsTo = (msgs: readonly RaftMessage[], to: string) =>
@@ -174,5 +174,28 @@ describe("raft log replication", () => {
     c.heal();
     c.tickAll(3);
     assert.ok(c.raw("n1").propose(new Uint8Array(60)).ok, "accepted again once committed");
+  });
+});
+
+describe("raft with a follower that lost acknowledged entries (outside Raft's fault model)", () => {
+  it("the leader notices the lost match and repairs the follower instead of waiting forever", () => {
+    const c = new Cluster(["n1", "n2", "n3"]);
+    c.elect("n1");
+    for (let k = 0; k < 6; k++) c.propose("n1", `e${k}`);
+    const match = c.raw("n1").status().progress.get("n3")!.match;
+    // n3's disk lies: the last three entries it acknowledged are gone after a restart.
+    const old = c.get("n3").storage;
+    const kept = old.entries(1, old.lastIndex() - 2, Number.POSITIVE_INFINITY);
+    const hs = old.initialState().hardState;
+    const storage = createMemoryStorage({
+      hardState: { ...hs, commit: Math.min(hs.commit, kept.length) },
+      snapshot: old.snapshot(),
+      entries: kept,
+    });
+    c.start("n3", storage);
+    assert.equal(c.raw("n3").status().lastIndex, match - 3);
+    c.tickAll(6);
+    assert.deepEqual(c.appliedData("n3"), c.appliedData("n1"));
+    assert.equal(c.raw("n1").status().progress.get("n3")?.match, c.raw("n1").status().lastIndex);
   });
 });
