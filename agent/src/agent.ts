@@ -143,6 +143,8 @@ export async function createAgent(deps: AgentDeps): Promise<Agent> {
       lastAckedSequence: BigInt(buffer.ackedSeq),
       agentInstanceId: instanceId,
       samplingIntervalMs,
+      baseUrl: config.component.baseUrl,
+      controlAddress: config.component.controlAddress,
     });
 
   const executor: DirectiveExecutor = createDirectiveExecutor({

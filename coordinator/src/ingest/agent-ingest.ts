@@ -403,6 +403,8 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     return (
       existing.host !== h.host ||
       existing.softwareVersion !== h.softwareVersion ||
+      (h.baseUrl !== "" && existing.baseUrl !== h.baseUrl) ||
+      (h.controlAddress !== "" && existing.controlAddress !== h.controlAddress) ||
       !labelsEqual(existing.labels, h.labels) ||
       !capacityEqual(existing.capacity, h.capacity) ||
       (prev !== undefined && prev !== h.agentInstanceId)
@@ -485,9 +487,9 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
                 labels: h.labels,
                 capacity: h.capacity,
                 softwareVersion: h.softwareVersion,
-                // Hello cannot carry these; keep what is registered.
-                baseUrl: existing?.baseUrl ?? "",
-                controlAddress: existing?.controlAddress ?? "",
+                // An agent that does not know them keeps what is registered.
+                baseUrl: h.baseUrl || existing?.baseUrl || "",
+                controlAddress: h.controlAddress || existing?.controlAddress || "",
                 agentInstanceId: h.agentInstanceId,
               },
             },

@@ -133,6 +133,24 @@ export function validateHello(h: Hello): Rejection | undefined {
   if (h.lastAckedSequence >= TWO_POW_53) {
     return invalid("hello.last_acked_sequence", "must be < 2^53");
   }
+  if (
+    h.baseUrl !== "" &&
+    (h.baseUrl.length > 256 || !/^https?:\/\/[^\s/]+(\/[^\s]*)?$/.test(h.baseUrl))
+  ) {
+    return invalid(
+      "hello.base_url",
+      `must be empty or an http(s) URL of at most 256 chars, got ${quote(h.baseUrl)}`,
+    );
+  }
+  if (
+    h.controlAddress !== "" &&
+    !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(h.controlAddress)
+  ) {
+    return invalid(
+      "hello.control_address",
+      `must be empty or "host:port", got ${quote(h.controlAddress)}`,
+    );
+  }
   return undefined;
 }
 
