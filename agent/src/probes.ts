@@ -144,10 +144,16 @@ function httpProbe(cfg: HttpProbeConfig, clock: Clock): Probe {
   };
 }
 
-/** First finite number among the keys (camelCase proto JSON or snake_case names). */
+/**
+ * First finite number among the keys (camelCase proto JSON or snake_case
+ * names); a dotted key ("ingest.lagMs.p50") reads a nested field.
+ */
 function pick(doc: Record<string, unknown>, ...keys: string[]): number | undefined {
   for (const k of keys) {
-    const v = doc[k];
+    let v: unknown = doc;
+    for (const part of k.split(".")) {
+      v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[part] : undefined;
+    }
     const n = typeof v === "string" ? Number(v) : v;
     if (typeof n === "number" && Number.isFinite(n)) return n;
   }
@@ -155,9 +161,10 @@ function pick(doc: Record<string, unknown>, ...keys: string[]): number | undefin
 }
 
 /**
- * packager-node `/status`: the JSON form of packager.v1 GetStatusResponse
- * (ingestLatencyP50Ms, ingestLatencyP99Ms, errorRatio, cacheHitRatio,
- * requestsPerSecond, draining); snake_case keys are accepted too.
+ * packager-node `/status`: its own nested document (ingest.lagMs.p50/p99,
+ * http.errorRatio, http.requestsPerSecond, cache.hitRatio, draining), or the
+ * flat JSON form of packager.v1 GetStatusResponse (ingestLatencyP50Ms, ...,
+ * snake_case accepted) that other packagers may expose.
  */
 export function parsePackagerStatus(doc: unknown): {
   samples: AgentSample[];
@@ -169,15 +176,23 @@ export function parsePackagerStatus(doc: unknown): {
   const d = doc as Record<string, unknown>;
   const p50 = pick(
     d,
+    "ingest.lagMs.p50",
     "ingestLatencyP50Ms",
     "ingest_latency_p50_ms",
     "ingestLatencyMs",
     "ingest_latency_ms",
   );
-  const p99 = pick(d, "ingestLatencyP99Ms", "ingest_latency_p99_ms");
-  const errorRatio = pick(d, "errorRatio", "error_ratio", "errorRate", "error_rate");
-  const hit = pick(d, "cacheHitRatio", "cache_hit_ratio");
-  const rps = pick(d, "requestsPerSecond", "requests_per_second");
+  const p99 = pick(d, "ingest.lagMs.p99", "ingestLatencyP99Ms", "ingest_latency_p99_ms");
+  const errorRatio = pick(
+    d,
+    "http.errorRatio",
+    "errorRatio",
+    "error_ratio",
+    "errorRate",
+    "error_rate",
+  );
+  const hit = pick(d, "cache.hitRatio", "cacheHitRatio", "cache_hit_ratio");
+  const rps = pick(d, "http.requestsPerSecond", "requestsPerSecond", "requests_per_second");
   const samples: AgentSample[] = [];
   const values: Record<string, number> = {};
   if (p50 !== undefined) {
