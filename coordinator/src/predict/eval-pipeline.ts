@@ -191,7 +191,7 @@ export function aggregate(
 
 const fmt = (x: number, digits = 2): string => (Number.isFinite(x) ? x.toFixed(digits) : "-");
 
-export function formatReport(rep: EvalReport, runtimeMs?: number): string {
+export function formatReport(rep: EvalReport, runtimeMs?: number, cpuMs?: number): string {
   const lines: string[] = [];
   lines.push(
     `predict eval: fit seeds ${rep.seeds.fit.length}, calibration seeds ${rep.seeds.calibrate.length}, ` +
@@ -255,7 +255,10 @@ export function formatReport(rep: EvalReport, runtimeMs?: number): string {
       );
     }
   }
-  if (runtimeMs !== undefined) lines.push(`runtime ${(runtimeMs / 1000).toFixed(1)} s`);
+  if (runtimeMs !== undefined) {
+    const cpu = cpuMs === undefined ? "" : `, ${(cpuMs / 1000).toFixed(1)} s CPU (all threads)`;
+    lines.push(`runtime ${(runtimeMs / 1000).toFixed(1)} s wall${cpu}`);
+  }
   return lines.join("\n");
 }
 

@@ -19,7 +19,6 @@ import {
   baselineStep,
   counterRatePerS,
   createBaseline,
-  ewmaStep,
   fitLine,
   type LineFit,
   logSeconds,
@@ -251,6 +250,15 @@ export function createFeatureExtractor(opts: ExtractorOptions = {}): FeatureExtr
   const fpsFloorRatio = opts.fpsFloorRatio ?? 0.5;
   const componentsMax = opts.componentsMax ?? 20_000;
   const comps = new Map<string, ComponentState>();
+  let alphaDt = Number.NaN;
+  let alphaValue = 0;
+  const fastAlpha = (dtMs: number): number => {
+    if (dtMs !== alphaDt) {
+      alphaDt = dtMs;
+      alphaValue = 1 - Math.exp(-Math.max(0, dtMs) / fastTauMs);
+    }
+    return alphaValue;
+  };
   const stats: WindowStats = { n: 0, mean: 0, variance: 0, min: 0, max: 0 };
   const fit: LineFit = { n: 0, slopePerS: 0, levelAtT: 0 };
 
@@ -288,7 +296,9 @@ export function createFeatureExtractor(opts: ExtractorOptions = {}): FeatureExtr
     }
     if (!w.push(tMs, v)) return false;
     const dt = tMs - c.lastT[m]!;
-    c.fast[m] = ewmaStep(c.fast[m]!, v, Number.isNaN(dt) ? 0 : dt, fastTauMs);
+    const prev = c.fast[m]!;
+    // Same arithmetic as ewmaStep, with the weight cached for the usual 1 s interval.
+    c.fast[m] = Number.isNaN(prev) ? v : prev + fastAlpha(Number.isNaN(dt) ? 0 : dt) * (v - prev);
     const b = c.baselines[m];
     if (b !== undefined) {
       const floor = BASELINE_FLOOR.get(m)!;

@@ -111,6 +111,7 @@ async function runEval(argv: readonly string[], io: CommandIo): Promise<number> 
     online: !flags.has("--no-online"),
   };
   const started = performance.now();
+  const cpuStart = process.cpuUsage();
   const progress = (msg: string) =>
     io.stderr(`predict eval: ${msg} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
   let report: EvalReport;
@@ -125,6 +126,9 @@ async function runEval(argv: readonly string[], io: CommandIo): Promise<number> 
     }
   }
   const runtimeMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuStart);
+  // All threads of this process (workers included), so it does not depend on machine load.
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   if (flags.has("--json")) {
     const { model: _model, ...rest } = report;
     io.stdout(
@@ -139,13 +143,14 @@ async function runEval(argv: readonly string[], io: CommandIo): Promise<number> 
             online: cfg.online,
           },
           runtimeMs: Math.round(runtimeMs),
+          cpuMs: Math.round(cpuMs),
         },
         null,
         2,
       )}\n`,
     );
   } else {
-    io.stdout(`${formatReport(report, runtimeMs)}\n`);
+    io.stdout(`${formatReport(report, runtimeMs, cpuMs)}\n`);
   }
   const missed = report.targets.filter((t) => !t.met);
   return flags.has("--strict") && missed.length > 0 ? 1 : 0;

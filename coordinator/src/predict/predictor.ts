@@ -40,9 +40,9 @@ import {
   FEATURE_SET_VERSION,
   type FeatureExtractor,
 } from "./extractor.ts";
-import { gbtContributions, gbtMargin } from "./gbt.ts";
+import { type GbtModel, gbtContributions, gbtMargin } from "./gbt.ts";
 import { logisticLogit, logit, sgdStep, sigmoid, standardize } from "./logistic.ts";
-import type { PredictorModel } from "./model.ts";
+import type { PredictorModel, StackWeights } from "./model.ts";
 import { stabilityScore } from "./stability.ts";
 import type { MetricSample } from "./window.ts";
 
@@ -250,9 +250,6 @@ export function createPredictor(opts: PredictorOptions): Predictor {
 
   const x = new Float64Array(dim);
   const z = new Float64Array(dim);
-  const contrib = new Float64Array(dim);
-  const gbtContrib = new Float64Array(dim);
-  const stabContrib = new Float64Array(dim);
   const zRow = new Float64Array(dim);
 
   function baseThreshold(role: string): number {
@@ -367,25 +364,6 @@ export function createPredictor(opts: PredictorOptions): Predictor {
     rt.episodeStartMs = Number.NaN;
   }
 
-  function topFeatures(): TopFeature[] {
-    const out: TopFeature[] = [];
-    const used = new Uint8Array(dim);
-    for (let n = 0; n < topN; n++) {
-      let best = -1;
-      let bestV = 0;
-      for (let j = 0; j < dim; j++) {
-        if (used[j] === 0 && contrib[j]! > bestV) {
-          bestV = contrib[j]!;
-          best = j;
-        }
-      }
-      if (best < 0) break;
-      used[best] = 1;
-      out.push({ name: FEATURE_NAMES[best]!, value: x[best]!, contribution: contrib[best]! });
-    }
-    return out;
-  }
-
   return {
     get size() {
       return extractor.size;
@@ -422,21 +400,24 @@ export function createPredictor(opts: PredictorOptions): Predictor {
 
       standardize(model.standardizer, x, z);
       const lrLogit = logisticLogit(lr, z);
-      contrib.fill(0);
-      gbtContrib.fill(0);
-      stabContrib.fill(0);
-      const margin = gbtContributions(model.gbt, x, gbtContrib);
-      const stability = stabilityScore(x, stabContrib);
+      const margin = gbtMargin(model.gbt, x);
+      const stability = stabilityScore(x);
       const s = model.stack;
       const score =
         s.bias + (s.stability * (100 - stability)) / 100 + s.logistic * lrLogit + s.trees * margin;
       const probability = sigmoid(score);
-      for (let j = 0; j < dim; j++) {
-        contrib[j] =
-          s.logistic * lrWeights[j]! * z[j]! +
-          s.trees * gbtContrib[j]! +
-          (s.stability * stabContrib[j]!) / 100;
-      }
+      // Explanations are computed on first read (most predictions are never explained),
+      // from a snapshot of this tick's inputs; the logistic part is fixed now because
+      // online learning changes the weights in place.
+      const xSnap = Float64Array.from(x);
+      const lrPart = new Float64Array(dim);
+      for (let j = 0; j < dim; j++) lrPart[j] = s.logistic * lrWeights[j]! * z[j]!;
+      const gbt = model.gbt;
+      let top: TopFeature[] | undefined;
+      const explain = () => {
+        top ??= explainPrediction(xSnap, lrPart, gbt, s, topN);
+        return top;
+      };
 
       const rc = roleControl(role);
       const threshold = sigmoid(rc.logitNow);
@@ -482,7 +463,9 @@ export function createPredictor(opts: PredictorOptions): Predictor {
         alarm,
         horizonMs,
         stability,
-        topFeatures: topFeatures(),
+        get topFeatures() {
+          return explain();
+        },
         ready,
         parts: { logisticLogit: lrLogit, treesMargin: margin },
       };
@@ -571,6 +554,43 @@ export function createPredictor(opts: PredictorOptions): Predictor {
       return { X, y, rows, dim, negativeWeight: keptNeg > 0 ? keptPos / keptNeg : 1 };
     },
   };
+}
+
+/**
+ * Per-feature log-odds contributions (logistic part given, trees by path
+ * attribution, stability by lost points) and the `n` largest positive ones.
+ */
+function explainPrediction(
+  x: Float64Array,
+  lrPart: Float64Array,
+  gbt: GbtModel,
+  s: StackWeights,
+  n: number,
+): TopFeature[] {
+  const dim = x.length;
+  const gbtC = new Float64Array(dim);
+  const stabC = new Float64Array(dim);
+  gbtContributions(gbt, x, gbtC);
+  stabilityScore(x, stabC);
+  const contrib = new Float64Array(dim);
+  for (let j = 0; j < dim; j++)
+    contrib[j] = lrPart[j]! + s.trees * gbtC[j]! + (s.stability * stabC[j]!) / 100;
+  const out: TopFeature[] = [];
+  const used = new Uint8Array(dim);
+  for (let k = 0; k < n; k++) {
+    let best = -1;
+    let bestV = 0;
+    for (let j = 0; j < dim; j++) {
+      if (used[j] === 0 && contrib[j]! > bestV) {
+        bestV = contrib[j]!;
+        best = j;
+      }
+    }
+    if (best < 0) break;
+    used[best] = 1;
+    out.push({ name: FEATURE_NAMES[best]!, value: x[best]!, contribution: contrib[best]! });
+  }
+  return out;
 }
 
 /** A model's output without a trained stack: used to produce calibration data. */

@@ -610,8 +610,8 @@ export function createTrace(seed: number, opts: TraceOptions = {}): Trace {
   const tickMs = opts.tickMs ?? 1000;
   const startMs = opts.startMs ?? 0;
   const failuresMax = opts.failuresMax ?? 3;
-  if (!Number.isInteger(components) || components < 1 || components > 1000) {
-    throw new RangeError(`components must be an integer in 1..1000, got ${components}`);
+  if (!Number.isInteger(components) || components < 1 || components > 100_000) {
+    throw new RangeError(`components must be an integer in 1..100000, got ${components}`);
   }
   if (!(durationMs >= 10 * MIN))
     throw new RangeError(`durationMs must be >= 10 min, got ${durationMs}`);
