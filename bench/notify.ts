@@ -23,6 +23,7 @@
  * last-subscriber latency <= 50 ms for 10,000 SDK subscribers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
@@ -59,7 +60,7 @@ interface WorkerConfig {
 type ToWorker = { type: "collect" } | { type: "exit" };
 type FromWorker =
   | { type: "ready"; subscribers: number; setupMs: number }
-  | { type: "result"; received: Record<string, number[]>; dropped: number };
+  | { type: "result"; received: Record<string, number[]>; dropped: number; cpuMs: number };
 
 // ---------------------------------------------------------------- worker
 
@@ -108,11 +109,18 @@ async function worker(cfg: WorkerConfig): Promise<void> {
     await nc.flush();
   }
   const send = (m: FromWorker) => process.send?.(m);
+  const cpuAtReady = process.cpuUsage();
   send({ type: "ready", subscribers, setupMs: performance.now() - t0 });
   process.on("message", async (m: ToWorker) => {
     if (m.type === "collect") {
       const dropped = clients.reduce((a, c) => a + c.stats().eventsDropped, 0);
-      send({ type: "result", received: Object.fromEntries(received), dropped });
+      const cpu = process.cpuUsage(cpuAtReady);
+      send({
+        type: "result",
+        received: Object.fromEntries(received),
+        dropped,
+        cpuMs: (cpu.user + cpu.system) / 1000,
+      });
     } else if (m.type === "exit") {
       for (const c of clients) await c.close();
       for (const b of buses) await b.close();
@@ -197,6 +205,18 @@ function spawnWorker(cfg: WorkerConfig): Spawned {
   return { child, ready, next };
 }
 
+/** CPU time (user + system) of another process, ms, from /proc; undefined where there is no procfs. */
+function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of stat (utime, stime), in clock ticks (USER_HZ = 100 on Linux).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[
@@ -217,10 +237,21 @@ interface CaseResult {
   latencyMs: { p50: number; p99: number; max: number };
   /** Per notice: until the last subscriber had it. */
   lastSubscriberMs: { p50: number; p99: number; max: number };
+  /**
+   * CPU per notice (warm-up included): subscriber processes, and the
+   * nats-server. Unlike latency, this barely depends on other load on the host.
+   */
+  cpuMsPerNotice: { subscribers: number; natsServer?: number };
   p99VsRaw?: number;
 }
 
-async function runCase(servers: string[], n: number, mode: Mode, args: Args): Promise<CaseResult> {
+async function runCase(
+  servers: string[],
+  natsPid: number,
+  n: number,
+  mode: Mode,
+  args: Args,
+): Promise<CaseResult> {
   const connections = connectionsFor(n);
   const perConnection = Math.ceil(n / connections);
   const workers = Math.min(args.workers, connections);
@@ -238,6 +269,7 @@ async function runCase(servers: string[], n: number, mode: Mode, args: Args): Pr
     const setupMs = performance.now() - t0;
     const subscribers = readies.reduce((a, r) => a + r.subscribers, 0);
     const pub = await connect({ servers });
+    const natsCpuBefore = processCpuMs(natsPid);
     const published = new Map<number, number>();
     // Warm-up notices (JIT, first-use allocations in every worker) are not measured.
     for (let i = 1; i <= warmupNotices + args.notices; i++) {
@@ -261,13 +293,16 @@ async function runCase(servers: string[], n: number, mode: Mode, args: Args): Pr
     }
     await new Promise((r) => setTimeout(r, 500)); // let stragglers arrive
     await pub.close();
+    const natsCpuAfter = processCpuMs(natsPid);
     const perNotice = new Map<number, number[]>();
     let dropped = 0;
+    let workerCpuMs = 0;
     for (const s of spawned) {
       s.child.send({ type: "collect" } satisfies ToWorker);
       const m = await s.next();
       if (m.type !== "result") throw new Error(`expected result, got ${m.type}`);
       dropped += m.dropped;
+      workerCpuMs += m.cpuMs;
       for (const [epoch, times] of Object.entries(m.received)) {
         if (!published.has(Number(epoch))) continue;
         const arr = perNotice.get(Number(epoch)) ?? [];
@@ -306,6 +341,12 @@ async function runCase(servers: string[], n: number, mode: Mode, args: Args): Pr
         p99: pct(last, 99),
         max: last[last.length - 1] ?? Number.NaN,
       },
+      cpuMsPerNotice: {
+        subscribers: workerCpuMs / (warmupNotices + args.notices),
+        ...(natsCpuBefore !== undefined && natsCpuAfter !== undefined
+          ? { natsServer: (natsCpuAfter - natsCpuBefore) / (warmupNotices + args.notices) }
+          : {}),
+      },
     };
   } finally {
     for (const s of spawned) {
@@ -335,7 +376,7 @@ async function main(): Promise<void> {
   try {
     for (const n of args.sizes) {
       for (const mode of modes) {
-        const r = await runCase([nats.url], n, mode, args);
+        const r = await runCase([nats.url], nats.pid, n, mode, args);
         results.push(r);
         process.stderr.write(
           `  ${n} ${mode}: last-subscriber p99 ${r.lastSubscriberMs.p99.toFixed(1)} ms, delivery ${(r.deliveryRatio * 100).toFixed(2)}%\n`,
@@ -354,17 +395,18 @@ async function main(): Promise<void> {
     `notice fan-out, nats-server on loopback, ${args.notices} notices ${args.intervalMs} ms apart (+${warmupNotices} warm-up), ${cpus().length} cores, load average ${loadBefore.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`,
   );
   console.log(
-    `${"subs".padStart(6)} ${"mode".padEnd(11)}${"conns".padStart(6)}${"wrk".padStart(4)}${"deliv%".padStart(9)}${"p50".padStart(9)}${"p99".padStart(9)}${"last p50".padStart(9)}${"last p99".padStart(9)}${"last max".padStart(9)}${"p99/raw".padStart(9)}`,
+    `${"subs".padStart(6)} ${"mode".padEnd(11)}${"conns".padStart(6)}${"wrk".padStart(4)}${"deliv%".padStart(9)}${"p50".padStart(9)}${"p99".padStart(9)}${"last p50".padStart(9)}${"last p99".padStart(9)}${"last max".padStart(9)}${"p99/raw".padStart(9)}${"cpu/ntc".padStart(9)}${"nats cpu".padStart(9)}`,
   );
   for (const r of results) {
     console.log(
-      `${String(r.subscribers).padStart(6)} ${r.mode.padEnd(11)}${String(r.connections).padStart(6)}${String(r.workers).padStart(4)}${f(r.deliveryRatio * 100, 2)}${f(r.latencyMs.p50)}${f(r.latencyMs.p99)}${f(r.lastSubscriberMs.p50)}${f(r.lastSubscriberMs.p99)}${f(r.lastSubscriberMs.max)}${f(r.p99VsRaw, 2)}`,
+      `${String(r.subscribers).padStart(6)} ${r.mode.padEnd(11)}${String(r.connections).padStart(6)}${String(r.workers).padStart(4)}${f(r.deliveryRatio * 100, 2)}${f(r.latencyMs.p50)}${f(r.latencyMs.p99)}${f(r.lastSubscriberMs.p50)}${f(r.lastSubscriberMs.p99)}${f(r.lastSubscriberMs.max)}${f(r.p99VsRaw, 2)}${f(r.cpuMsPerNotice.subscribers)}${f(r.cpuMsPerNotice.natsServer)}`,
     );
   }
   const big = results.filter((r) => r.subscribers >= 10_000 && r.mode !== "raw");
   const meets = big.length > 0 ? big.every((r) => r.lastSubscriberMs.p99 <= targetP99Ms) : null;
   console.log(
-    `latencies in ms (last = until the last subscriber had the notice); target last p99 <= ${targetP99Ms} ms at 10,000 SDK subscribers: ${meets === null ? "not measured" : meets ? "met" : "NOT met"}`,
+    `latencies in ms (last = until the last subscriber had the notice); cpu/ntc = subscriber-process CPU ms per notice, nats cpu = nats-server CPU ms per notice\n` +
+      `target last p99 <= ${targetP99Ms} ms at 10,000 SDK subscribers: ${meets === null ? "not measured" : meets ? "met" : "NOT met"}`,
   );
   await mkdir(join(import.meta.dirname, "results"), { recursive: true });
   await writeFile(
