@@ -46,8 +46,6 @@ export interface AgentDeps {
   /** Reported in Hello, e.g. "understudy-agent 0.1.0". */
   softwareVersion: string;
   newInstanceId?: () => string;
-  /** Cgroup limits at start (Hello capacity falls back to them before host totals). */
-  limits?: { memoryMaxBytes?: number; cpuMaxCores?: number };
 }
 
 export interface AgentStats {
@@ -124,8 +122,8 @@ export async function createAgent(deps: AgentDeps): Promise<Agent> {
   const capacity = () => {
     const c = config.component.capacity;
     return {
-      cpuCores: c.cpuCores || deps.limits?.cpuMaxCores || host.cpuCores,
-      memoryBytes: BigInt(c.memoryBytes || deps.limits?.memoryMaxBytes || host.memoryBytes),
+      cpuCores: c.cpuCores || host.cpuCores,
+      memoryBytes: BigInt(c.memoryBytes || host.memoryBytes),
       egressBps: BigInt(c.egressBps),
       maxStreams: c.maxStreams,
       maxSessions: c.maxSessions,

@@ -1,10 +1,11 @@
 /**
- * Limits of the cgroup the agent itself runs in (a systemd service with
- * MemoryMax= / CPUQuota=, or a container). The agent runs next to the
- * component it watches, often in a sibling slice with the same limits, and
- * "memory.used close to memory.max" predicts an OOM kill better than host
- * memory does. Supports cgroup v2 (unified) and v1 (memory + cpu controllers).
- * Unlimited values are not reported.
+ * Cgroup limits (systemd MemoryMax= / CPUQuota=, or a container's limits):
+ * "memory close to memory.max" predicts an OOM kill better than host memory
+ * does. Read for the watched service's main process when the agent watches
+ * one (the agent's own unit has limits of its own that say nothing about the
+ * service), else for the agent itself (a container it shares with the
+ * component). Supports cgroup v2 (unified) and v1 (memory + cpu
+ * controllers). Unlimited values are not reported.
  */
 import { join } from "node:path";
 import { readKernelFile } from "./procfs.ts";
@@ -84,14 +85,23 @@ export interface CgroupReader {
   read(): Promise<CgroupLimits>;
 }
 
-export async function createCgroupReader(root = "/sys/fs/cgroup"): Promise<CgroupReader> {
-  const self = readKernelFile("/proc/self/cgroup");
-  if (self === undefined) return { read: async () => ({}) };
+/**
+ * `pid()` names the process whose cgroup is read, looked up at every read
+ * (the watched service's pid changes on restarts); "self" = the agent;
+ * undefined = nothing to read (the watched service is down).
+ */
+export function createCgroupReader(
+  pid: () => number | "self" | undefined = () => "self",
+  root = "/sys/fs/cgroup",
+): CgroupReader {
   const unified = (readKernelFile(join(root, "cgroup.controllers")) ?? "") !== "";
-  const paths = cgroupPaths(self, unified, root);
-  const readOpt = (f: string | undefined) => (f === undefined ? undefined : readKernelFile(f));
   return {
     async read() {
+      const who = pid();
+      const membership = who === undefined ? undefined : readKernelFile(`/proc/${who}/cgroup`);
+      if (membership === undefined) return {};
+      const paths = cgroupPaths(membership, unified, root);
+      const readOpt = (f: string | undefined) => (f === undefined ? undefined : readKernelFile(f));
       const mem = readOpt(paths.memoryMaxFile);
       const cpu = readOpt(paths.cpuMaxFile);
       const period = readOpt(paths.cpuPeriodFile);

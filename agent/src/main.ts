@@ -8,7 +8,7 @@ import { systemClock } from "../../common/clock.ts";
 import { ConfigError } from "../../common/config.ts";
 import { createLogger } from "../../common/log.ts";
 import { createRng } from "../../common/rng.ts";
-import { createAgent } from "./agent.ts";
+import { type Agent, createAgent } from "./agent.ts";
 import { createCgroupReader } from "./cgroup.ts";
 import { execFileRunner } from "./command-runner.ts";
 import { type AgentConfig, loadAgentConfig } from "./config.ts";
@@ -87,7 +87,11 @@ async function run(config: AgentConfig): Promise<number> {
     { component: "agent", componentId: config.component.id },
     { level: config.logLevel },
   );
-  const cgroup = await createCgroupReader();
+  const watcher = config.watch
+    ? createProcessWatcher({ watch: config.watch, runner: execFileRunner, clock })
+    : undefined;
+  // The watched service's limits while it runs (none while it is down), else the agent's own.
+  const cgroup = createCgroupReader(() => (watcher ? watcher.currentPid() : "self"));
   const samplerOpts = {
     filesystems: config.sampling.filesystems,
     interfaces: config.sampling.interfaces,
@@ -111,32 +115,30 @@ async function run(config: AgentConfig): Promise<number> {
         })
       : undefined;
   const c = config.coordinator;
-  const agent = await createAgent({
-    config,
-    clock,
-    rng: createRng(Date.now() ^ (process.pid << 16)),
-    logger,
-    sampler,
-    transport: createGrpcAgentTransport({
-      keepaliveIntervalMs: c.keepaliveIntervalMs,
-      keepaliveTimeoutMs: c.keepaliveTimeoutMs,
-      backoffInitialMs: c.backoffInitialMs,
-      backoffMaxMs: c.backoffMaxMs,
-    }),
-    runner: execFileRunner,
-    ...(config.watch
-      ? {
-          processWatcher: createProcessWatcher({
-            watch: config.watch,
-            runner: execFileRunner,
-            clock,
-          }),
-        }
-      : {}),
-    ...(probes ? { probes } : {}),
-    softwareVersion: `understudy-agent ${packageVersion()}`,
-    limits: await cgroup.read(),
-  });
+  let agent: Agent;
+  try {
+    agent = await createAgent({
+      config,
+      clock,
+      rng: createRng(Date.now() ^ (process.pid << 16)),
+      logger,
+      sampler,
+      transport: createGrpcAgentTransport({
+        keepaliveIntervalMs: c.keepaliveIntervalMs,
+        keepaliveTimeoutMs: c.keepaliveTimeoutMs,
+        backoffInitialMs: c.backoffInitialMs,
+        backoffMaxMs: c.backoffMaxMs,
+      }),
+      runner: execFileRunner,
+      ...(watcher ? { processWatcher: watcher } : {}),
+      ...(probes ? { probes } : {}),
+      softwareVersion: `understudy-agent ${packageVersion()}`,
+    });
+  } catch (err) {
+    // Typically an unwritable or unreadable dataDir; say which and stop.
+    logger.error("agent could not start", { err, dataDir: config.dataDir });
+    return 1;
+  }
   agent.start();
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

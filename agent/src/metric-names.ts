@@ -98,12 +98,12 @@ export const metricDefinitions = {
   "cgroup.memory_max_bytes": {
     unit: "bytes",
     labels: [],
-    help: "memory.max of the agent's own cgroup; only reported when limited.",
+    help: "memory.max of the watched service's cgroup (the agent's own without `watch`); only when limited.",
   },
   "cgroup.cpu_max_cores": {
     unit: "count",
     labels: [],
-    help: "cpu.max quota/period of the agent's own cgroup, in cores; only reported when limited.",
+    help: "cpu.max quota/period of the watched service's cgroup (the agent's own without `watch`), in cores; only when limited.",
   },
   "encoder.fps": {
     unit: "count_per_second",

@@ -29,6 +29,8 @@ import {
 
 export interface ProcessWatcher {
   sample(): Promise<AgentSample[]>;
+  /** Main pid seen at the latest sample (undefined while the service is down). */
+  currentPid(): number | undefined;
 }
 
 export interface ProcessWatcherOptions {
@@ -114,7 +116,9 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
     return [0, false];
   };
 
+  let alivePid: number | undefined;
   return {
+    currentPid: () => alivePid,
     async sample() {
       let [pid, asked] = await resolvePid(false);
       let id = pid > 0 ? readIdentity(pid) : undefined;
@@ -142,6 +146,7 @@ export function createProcessWatcher(opts: ProcessWatcherOptions): ProcessWatche
         current = { pid: id.pid, startTimeTicks: id.startTimeTicks };
         lastCpu = undefined;
       }
+      alivePid = id?.pid;
       out.push({ name: "proc.up", value: id ? 1 : 0 });
       out.push({ name: "proc.restarts", value: nRestarts + unseenByNRestarts });
       if (!id) return out;

@@ -7,7 +7,8 @@
  * 1..N, and it must have dropped no duplicate.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -24,7 +25,7 @@ import {
 import { systemClock } from "../../common/clock.ts";
 import { createLogger, type Logger, silentLogger } from "../../common/log.ts";
 import { createRng } from "../../common/rng.ts";
-import { DirectiveKind } from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import { DirectiveKind, ProbeKind } from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import { ComponentRole } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import {
   type CoordinatorStub,
@@ -375,6 +376,99 @@ describe("agent stream (real gRPC coordinator)", function () {
     await settle(s2, a2);
     assertExactlyOnce(state, a2);
     assert.equal(state.duplicates, 0);
+  });
+
+  it("measures the link from acks: RTT and loss towards the coordinator", async () => {
+    const s = await stub();
+    const a = await agent([s.address]);
+    await s.waitFor("reports with link samples", () =>
+      (s.state.received.get(a.instanceId) ?? []).some((r) =>
+        r.report.samples.some(
+          (m) => m.name === "probe.rtt_ms" && m.labels.target === "coordinator",
+        ),
+      ),
+    );
+    const r = s.state.received.get(a.instanceId)!.find((x) => x.report.probes.length > 0)!;
+    const link = r.report.probes.find((p) => p.kind === ProbeKind.COORDINATOR_RTT)!;
+    assert.equal(link.target, "c1");
+    assert.equal(link.ok, true);
+    assert.ok(link.latencyMs >= 0 && link.latencyMs < 1000);
+    const loss = r.report.samples.find((m) => m.name === "probe.loss_ratio")!;
+    assert.equal(loss.value, 0);
+
+    // A leader that stops acking: reports time out and count as lost.
+    const quiet = await stub({ ackEvery: 1_000_000 });
+    const b = await agent([quiet.address], {
+      extra: {
+        coordinator: {
+          addresses: [quiet.address],
+          ackTimeoutMs: 100,
+          backoffInitialMs: 20,
+          backoffMaxMs: 200,
+        },
+      },
+    });
+    await quiet.waitFor("loss reported", () =>
+      (quiet.state.received.get(b.instanceId) ?? []).some((x) =>
+        x.report.samples.some((m) => m.name === "probe.loss_ratio" && m.value > 0.5),
+      ),
+    );
+  });
+
+  it("runs as a real process: SIGTERM exits 0 and a restart resumes the same instance", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "understudy-agent-proc-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const s = await stub();
+    const file = join(dir, "agent.yaml");
+    writeFileSync(
+      file,
+      [
+        "component: { id: enc-9, role: encoder }",
+        `coordinator: { addresses: ["${s.address}"] }`,
+        "sampling: { intervalMs: 200, heartbeatIntervalMs: 100 }",
+        `dataDir: ${join(dir, "data")}`,
+        "logLevel: warn",
+      ].join("\n"),
+    );
+    const entry = join(import.meta.dirname, "../../agent/src/standalone.ts");
+    const run = async (untilSeq: number) => {
+      const child = spawn(process.execPath, ["--import", "tsx", entry, "--config", file], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (d) => (stderr += d));
+      cleanups.push(() => child.kill("SIGKILL"));
+      await s.waitFor(
+        "reports from the agent process",
+        () => {
+          const id = s.state.hellos.at(-1)?.agentInstanceId ?? "";
+          return (s.state.watermarks.get(id) ?? 0) >= untilSeq;
+        },
+        15_000,
+      );
+      const code = await new Promise<number | null>((resolve) => {
+        child.once("exit", resolve);
+        child.kill("SIGTERM");
+      });
+      assert.equal(code, 0, stderr);
+      return s.state.hellos.at(-1)!;
+    };
+    const first = await run(5);
+    const firstSeq = s.state.watermarks.get(first.agentInstanceId)!;
+    const second = await run(firstSeq + 5);
+    assert.equal(second.agentInstanceId, first.agentInstanceId);
+    assert.ok(second.lastAckedSequence >= 5n, "the restarted agent remembers its acked watermark");
+    const seqs = receivedSeqs(s.state, first.agentInstanceId);
+    assert.deepEqual(seqs, range(1, seqs.length));
+    // Real host metrics made it through.
+    const names = new Set(
+      s.state.received
+        .get(first.agentInstanceId)!
+        .flatMap((r) => r.report.samples.map((m) => m.name)),
+    );
+    for (const n of ["cpu.load", "mem.available_bytes", "fs.used_ratio", "net.rx_bytes_per_s"]) {
+      assert.ok(names.has(n), `missing ${n}`);
+    }
   });
 
   it("logs why it could not connect, naming the address", async () => {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
@@ -158,8 +159,19 @@ describe("agent host sampler (real, this machine)", function () {
   });
 
   it("reports cgroup limits only when limited", async () => {
-    const reader = await createCgroupReader();
+    const reader = createCgroupReader();
     const lim = await reader.read();
+    // Another process's cgroup (the watched service) is read the same way; a
+    // service that is down has no limits to report.
+    const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 5000)"], {
+      stdio: "ignore",
+    });
+    try {
+      assert.deepEqual(await createCgroupReader(() => child.pid).read(), lim);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    assert.deepEqual(await createCgroupReader(() => undefined).read(), {});
     if (lim.memoryMaxBytes !== undefined)
       assert.ok(lim.memoryMaxBytes > 0 && lim.memoryMaxBytes < 2 ** 60);
     if (lim.cpuMaxCores !== undefined) assert.ok(lim.cpuMaxCores > 0);
