@@ -17,8 +17,12 @@
  * the leader again or redirects to the new one.
  *
  * The link's own health is measured from acks: round trip from sending a live
- * report to the ack covering it, and the share of live reports not acked
- * within `ackTimeoutMs` (probe.rtt_ms / probe.loss_ratio, target "coordinator").
+ * report to the ack naming its sequence, and the share of live reports not
+ * acked within `ackTimeoutMs` (probe.rtt_ms / probe.loss_ratio, target
+ * "coordinator"). The leader batches acks (at most one per ack interval), so
+ * a single sample includes up to one report period of batching delay; the
+ * minimum over each sampling interval is reported, the closest to the path's
+ * round trip.
  */
 import type { Clock } from "../../common/clock.ts";
 import { errorMessage } from "../../common/errors.ts";
@@ -131,8 +135,8 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
   // Link health from acks.
   const sentAt = new Map<number, number>();
   const loss = createLossWindow(lossWindowSize);
-  let rttSumMs = 0;
-  let rttCount = 0;
+  /** Smallest report→ack time since the last link probe (undefined = no ack seen). */
+  let rttMinMs: number | undefined;
 
   const expireInFlight = () => {
     const now = clock.monotonicMs();
@@ -148,8 +152,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
     const now = clock.monotonicMs();
     const at = sentAt.get(seq) ?? [...sentAt.entries()].filter(([s]) => s <= seq).at(-1)?.[1];
     if (at !== undefined) {
-      rttSumMs += now - at;
-      rttCount++;
+      rttMinMs = Math.min(rttMinMs ?? Number.POSITIVE_INFINITY, now - at);
     }
     for (const [s, t] of sentAt) {
       if (s > seq) break;
@@ -412,10 +415,9 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       expireInFlight();
       const labels = { target: "coordinator" };
       const samples: AgentSample[] = [];
-      const meanRtt = rttCount > 0 ? rttSumMs / rttCount : undefined;
-      rttSumMs = 0;
-      rttCount = 0;
-      if (meanRtt !== undefined) samples.push({ name: "probe.rtt_ms", value: meanRtt, labels });
+      const rtt = rttMinMs;
+      rttMinMs = undefined;
+      if (rtt !== undefined) samples.push({ name: "probe.rtt_ms", value: rtt, labels });
       if (state === "connected")
         samples.push({ name: "probe.loss_ratio", value: loss.ratio(), labels });
       const probes: ProbeResult[] =
@@ -425,7 +427,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
                 kind: "coordinator_rtt",
                 target: leaderId || address,
                 ok: true,
-                latencyMs: meanRtt ?? 0,
+                latencyMs: rtt ?? 0,
                 values: { loss_ratio: loss.ratio() },
                 error: "",
               },
