@@ -6,7 +6,7 @@
  * which drops it here (stableTo / stableSnapTo).
  */
 
-import { assert as invariant } from "../../../common/errors.ts";
+import { assert } from "../../../common/errors.ts";
 import type { Entry, Snapshot } from "./log-types.ts";
 import { type LogStorage, limitEntriesBytes } from "./storage.ts";
 
@@ -32,11 +32,11 @@ export class RaftLog {
   ) {
     const first = storage.firstIndex();
     const last = storage.lastIndex();
-    invariant(
+    assert(
       committed >= first - 1 && committed <= last,
       `hard state commit ${committed} outside the stored log [${first - 1}, ${last}]`,
     );
-    invariant(
+    assert(
       applied >= first - 1 && applied <= committed,
       `applied ${applied} must be in [${first - 1}, commit ${committed}]`,
     );
@@ -72,7 +72,7 @@ export class RaftLog {
 
   lastTerm(): number {
     const t = this.term(this.lastIndex());
-    invariant(t !== undefined, `term of the last index ${this.lastIndex()} is unknown`);
+    assert(t !== undefined, `term of the last index ${this.lastIndex()} is unknown`);
     return t;
   }
 
@@ -97,7 +97,7 @@ export class RaftLog {
    * firstIndex() <= lo <= hi <= lastIndex() + 1.
    */
   slice(lo: number, hi: number, maxBytes: number): readonly Entry[] {
-    invariant(
+    assert(
       lo >= this.firstIndex() && lo <= hi && hi <= this.lastIndex() + 1,
       `slice [${lo}, ${hi}) outside [${this.firstIndex()}, ${this.lastIndex() + 1})`,
     );
@@ -129,7 +129,7 @@ export class RaftLog {
     const lastNew = prevIndex + entries.length;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
-      invariant(
+      assert(
         conflict > this.committed,
         `entry ${conflict} conflicts with committed entry (commit ${this.committed})`,
       );
@@ -143,11 +143,11 @@ export class RaftLog {
   append(entries: readonly Entry[]): number {
     if (entries.length === 0) return this.lastIndex();
     const after = entries[0]!.index;
-    invariant(
+    assert(
       after - 1 >= this.committed,
       `append at ${after} would overwrite committed entries (commit ${this.committed})`,
     );
-    invariant(
+    assert(
       after <= this.lastIndex() + 1,
       `append at ${after} leaves a gap after ${this.lastIndex()}`,
     );
@@ -190,7 +190,7 @@ export class RaftLog {
 
   commitTo(index: number): void {
     if (index <= this.committed) return;
-    invariant(
+    assert(
       index <= this.lastIndex(),
       `commit ${index} beyond last index ${this.lastIndex()}: the log is missing entries`,
     );
@@ -198,7 +198,7 @@ export class RaftLog {
   }
 
   appliedTo(index: number): void {
-    invariant(
+    assert(
       index <= this.committed && index >= this.applied,
       `applied ${index} must be in [${this.applied}, commit ${this.committed}]`,
     );
