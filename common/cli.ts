@@ -25,6 +25,10 @@ const commands: Record<string, Command> = {
     summary: "Run a packager-node (LL-HLS/HLS/DASH origin or caching edge)",
     module: "../packager-node/src/main.ts",
   },
+  demo: {
+    summary: "Run the local demo cluster: predictive vs reactive failover, side by side",
+    module: "../deploy/local-cluster/demo.ts",
+  },
   predict: {
     summary: "Evaluate the failure predictor (eval) or score exported history (score)",
     module: "../coordinator/src/predict/main.ts",

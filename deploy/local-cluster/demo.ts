@@ -216,44 +216,54 @@ async function runScenario(
   try {
     const leader = await waitUntil("a coordinator leader", 15_000, () => leaderOf(cluster));
     say(`leader is ${leader.id}`);
-    const streams = createGrpcClient(StreamService, leader.api);
     const origin = Math.floor(Date.now() / 2000) * 2000;
-    await streams.createStream({
-      spec: {
-        id: "demo",
-        displayName: "understudy demo",
-        renditions: [
-          {
-            id: "360p",
-            bandwidthBps: 709_684n,
-            width: 640,
-            height: 360,
-            frameRate: 30,
-            codecs: "avc1.42c01e,mp4a.40.2",
-          },
-          {
-            id: "180p",
-            bandwidthBps: 292_064n,
-            width: 320,
-            height: 180,
-            frameRate: 30,
-            codecs: "avc1.42c01e,mp4a.40.2",
-          },
-        ],
-        shardDurationMs: 500,
-        segmentPolicy: {
-          segmentDurationTargetMs: 2000,
-          segmentDurationMinMs: 500,
-          segmentDurationMaxMs: 4000,
-          partDurationMs: 500,
+    const spec = {
+      id: "demo",
+      displayName: "understudy demo",
+      renditions: [
+        {
+          id: "360p",
+          bandwidthBps: 709_684n,
+          width: 640,
+          height: 360,
+          frameRate: 30,
+          codecs: "avc1.42c01e,mp4a.40.2",
         },
-        replicationFactor: 2,
-        latencyMode: LatencyMode.LOW_LATENCY,
-        placement: { zoneAntiAffinity: true },
-        timelineOriginUnixMs: BigInt(origin),
+        {
+          id: "180p",
+          bandwidthBps: 292_064n,
+          width: 320,
+          height: 180,
+          frameRate: 30,
+          codecs: "avc1.42c01e,mp4a.40.2",
+        },
+      ],
+      shardDurationMs: 500,
+      segmentPolicy: {
+        segmentDurationTargetMs: 2000,
+        segmentDurationMinMs: 500,
+        segmentDurationMaxMs: 4000,
+        partDurationMs: 500,
       },
+      replicationFactor: 2,
+      latencyMode: LatencyMode.LOW_LATENCY,
+      placement: { zoneAntiAffinity: true },
+      timelineOriginUnixMs: BigInt(origin),
+    };
+    // A write can meet a leader change (the machine is busy starting every
+    // process): retry on whichever node leads, with the same request id so it
+    // applies once.
+    await waitUntil("the stream to be created", 20_000, async () => {
+      const l = await leaderOf(cluster);
+      if (!l) return undefined;
+      const c = createGrpcClient(StreamService, l.api);
+      try {
+        await c.createStream({ spec, requestId: "demo-create" }, { timeoutMs: 5000 });
+        return true;
+      } finally {
+        c.close();
+      }
     });
-    streams.close();
     const addresses = cluster.coordinators.map((c) => c.api);
     for (const [i, e] of ["enc-1", "enc-2"].entries()) {
       await cluster.sup.start(
@@ -311,12 +321,32 @@ async function runScenario(
       say(`killing coordinator leader ${before.id} (SIGKILL)`);
       const t0 = Date.now();
       await victim?.proc.kill();
-      const next = await waitUntil("a new leader", 10_000, async () => {
-        const l = await leaderOf(cluster);
-        return l && l.id !== before.id ? l : undefined;
+      // Failover = SIGKILL until a new leader commits a write.
+      const survivors = cluster.coordinators.filter((c) => c.id !== before.id);
+      const clients = survivors.map((c) => ({
+        id: c.id,
+        s: createGrpcClient(StreamService, c.api),
+      }));
+      let attempt = 0;
+      const next = await waitUntil("a new leader to commit", 15_000, async () => {
+        attempt++;
+        const won = await Promise.any(
+          clients.map(async (c) => {
+            await c.s.updateStream(
+              {
+                spec: { ...spec, displayName: `failover probe ${attempt}` },
+                requestId: `failover-${attempt}-${c.id}`,
+              },
+              { timeoutMs: 1000 },
+            );
+            return c.id;
+          }),
+        ).catch(() => undefined);
+        return won;
       });
+      for (const c of clients) c.s.close();
       failoverMs = Date.now() - t0;
-      say(`${next.id} leads after ${failoverMs} ms`);
+      say(`${next} committed a write ${failoverMs} ms after the leader was killed`);
     }
     await sleep(t.afterKillMs);
     const report: ViewersReport = await viewing;
