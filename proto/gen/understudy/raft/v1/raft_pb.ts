@@ -357,7 +357,9 @@ export type AppendEntriesResponse = Message<"understudy.raft.v1.AppendEntriesRes
   success: boolean;
 
   /**
-   * On success, the last index now known to match the leader's log.
+   * On success, the last index now known to match the leader's log. On
+   * rejection, the rejected request's prev_log_index, so the leader can
+   * recognise (and drop) stale rejections of reordered or duplicated requests.
    *
    * @generated from field: uint64 match_index = 5;
    */
