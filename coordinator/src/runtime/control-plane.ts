@@ -19,6 +19,7 @@ import {
 } from "../act/orchestrator.ts";
 import { createPlacementLoop } from "../act/placement.ts";
 import { createPredictLoop } from "../act/predict-loop.ts";
+import { createServiceWatch } from "../act/service-watch.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { createComponentService } from "../api/component-service.ts";
 import type { StartHandoverFn } from "../api/handover-service.ts";
@@ -106,6 +107,11 @@ export function createControlPlane(
         intervalMs: opts.predict.intervalMs,
       })
     : undefined;
+  const serviceWatch = createServiceWatch(
+    cluster,
+    (l) => ingest.onReport(l),
+    log.child({ part: "service" }),
+  );
   const startHandover: StartHandoverFn = (req) =>
     orchestrator.begin({
       streamId: req.streamId,
@@ -129,6 +135,7 @@ export function createControlPlane(
       detector.start();
     },
     async stop() {
+      serviceWatch.stop();
       predictLoop?.stop();
       placement?.stop();
       orchestrator.stop();
