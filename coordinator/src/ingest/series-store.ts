@@ -56,6 +56,14 @@ export function componentBytesMax(l: SeriesStoreLimits): number {
 
 export type SampleLabels = Readonly<Record<string, string>>;
 
+/** What the store needs of a sample (wire MetricSample fits as is). */
+export interface StoredSample {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  readonly labels: SampleLabels;
+}
+
 /** One closed bucket of one series. */
 export interface BucketStats {
   readonly min: number;
@@ -119,15 +127,15 @@ export interface QueryResult {
   readonly heldFromMs: number;
 }
 
+const HISTORY_FIELDS = 6;
+
 class Series implements SeriesView {
   readonly raw: MetricWindow;
-  // History ring, columnar.
-  private readonly hStart: Float64Array;
-  private readonly hMin: Float64Array;
-  private readonly hMax: Float64Array;
-  private readonly hSum: Float64Array;
-  private readonly hCount: Float64Array;
-  private readonly hLast: Float64Array;
+  // History ring: one typed array, HISTORY_FIELDS numbers per bucket
+  // (start, min, max, sum, count, last). One allocation per series instead
+  // of six: small typed arrays cost ~200 bytes of overhead each.
+  private readonly hist: Float64Array;
+  private readonly hCap: number;
   private hHead = 0;
   hSize = 0;
   // Open bucket (belongs to the component's open bucket when curStart matches).
@@ -146,13 +154,8 @@ class Series implements SeriesView {
     limits: SeriesStoreLimits,
   ) {
     this.raw = createMetricWindow(limits.rawSamplesPerSeries);
-    const n = limits.historyBucketsPerSeries;
-    this.hStart = new Float64Array(n);
-    this.hMin = new Float64Array(n);
-    this.hMax = new Float64Array(n);
-    this.hSum = new Float64Array(n);
-    this.hCount = new Float64Array(n);
-    this.hLast = new Float64Array(n);
+    this.hCap = limits.historyBucketsPerSeries;
+    this.hist = new Float64Array(this.hCap * HISTORY_FIELDS);
   }
 
   fold(bucketStart: number, v: number): void {
@@ -174,9 +177,8 @@ class Series implements SeriesView {
 
   /** Appends a closed bucket; refuses one not newer than the newest held. */
   pushBucket(startMs: number, b: BucketStats): boolean {
-    const cap = this.hStart.length;
-    if (this.hSize > 0 && startMs <= this.hStart[(this.hHead + this.hSize - 1) % cap]!)
-      return false;
+    const cap = this.hCap;
+    if (this.hSize > 0 && startMs <= this.bucketStartAt(this.hSize - 1)) return false;
     let slot: number;
     if (this.hSize < cap) {
       slot = (this.hHead + this.hSize) % cap;
@@ -185,28 +187,31 @@ class Series implements SeriesView {
       slot = this.hHead;
       this.hHead = (this.hHead + 1) % cap;
     }
-    this.hStart[slot] = startMs;
-    this.hMin[slot] = b.min;
-    this.hMax[slot] = b.max;
-    this.hSum[slot] = b.sum;
-    this.hCount[slot] = b.count;
-    this.hLast[slot] = b.last;
+    const o = slot * HISTORY_FIELDS;
+    const h = this.hist;
+    h[o] = startMs;
+    h[o + 1] = b.min;
+    h[o + 2] = b.max;
+    h[o + 3] = b.sum;
+    h[o + 4] = b.count;
+    h[o + 5] = b.last;
     return true;
   }
 
   bucketStartAt(i: number): number {
-    return this.hStart[(this.hHead + i) % this.hStart.length]!;
+    return this.hist[((this.hHead + i) % this.hCap) * HISTORY_FIELDS]!;
   }
 
   bucketAt(i: number): BucketStats & { startMs: number } {
-    const s = (this.hHead + i) % this.hStart.length;
+    const o = ((this.hHead + i) % this.hCap) * HISTORY_FIELDS;
+    const h = this.hist;
     return {
-      startMs: this.hStart[s]!,
-      min: this.hMin[s]!,
-      max: this.hMax[s]!,
-      sum: this.hSum[s]!,
-      count: this.hCount[s]!,
-      last: this.hLast[s]!,
+      startMs: h[o]!,
+      min: h[o + 1]!,
+      max: h[o + 2]!,
+      sum: h[o + 3]!,
+      count: h[o + 4]!,
+      last: h[o + 5]!,
     };
   }
 }
@@ -226,9 +231,10 @@ export interface ComponentSeries {
    */
   addReport(
     tMs: number,
-    samples: readonly { name: string; value: number; unit: string; labels: SampleLabels }[],
+    samples: readonly StoredSample[],
     instanceId: string,
     sequence: number,
+    moreSamples?: readonly StoredSample[],
   ): HistoryRecord | undefined;
   /** Closes the open bucket if it ended at or before `beforeMs`. */
   closeIdle(beforeMs: number): HistoryRecord | undefined;
@@ -316,7 +322,7 @@ export function createComponentSeries(
     get openBucketMs() {
       return openBucket;
     },
-    addReport(tMs, samples, instanceId, sequence) {
+    addReport(tMs, samples, instanceId, sequence, moreSamples) {
       const b = tMs - (((tMs % bucketMs) + bucketMs) % bucketMs);
       let closed: HistoryRecord | undefined;
       let toHistory = true;
@@ -330,16 +336,21 @@ export function createComponentSeries(
         if (instanceId !== openInstance || sequence > openSeq) openSeq = sequence;
         openInstance = instanceId;
       }
-      for (const smp of samples) {
-        const s = seriesFor(smp.name, smp.unit, smp.labels);
-        if (s === undefined) {
-          dropped++;
-          continue;
+      const fold = (list: readonly StoredSample[]) => {
+        for (let i = 0; i < list.length; i++) {
+          const smp = list[i]!;
+          const s = seriesFor(smp.name, smp.unit, smp.labels);
+          if (s === undefined) {
+            dropped++;
+            continue;
+          }
+          if (!s.raw.push(tMs, smp.value)) late++;
+          if (toHistory) s.fold(b, smp.value);
+          else late++;
         }
-        if (!s.raw.push(tMs, smp.value)) late++;
-        if (toHistory) s.fold(b, smp.value);
-        else late++;
-      }
+      };
+      fold(samples);
+      if (moreSamples !== undefined) fold(moreSamples);
       return closed;
     },
     closeIdle(beforeMs) {

@@ -34,6 +34,7 @@ export type RejectReason =
   | "too_many_components"
   | "report_invalid"
   | "report_too_large"
+  | "unreadable_message"
   | "directive_result_invalid";
 
 export const rejectReasons: readonly RejectReason[] = [
@@ -47,6 +48,7 @@ export const rejectReasons: readonly RejectReason[] = [
   "too_many_components",
   "report_invalid",
   "report_too_large",
+  "unreadable_message",
   "directive_result_invalid",
 ];
 

@@ -4,8 +4,13 @@
  * dedupe/watermark/ack, skew, replacement and leadership.
  */
 import assert from "node:assert/strict";
+import http2 from "node:http2";
+import net from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import { Code, ConnectError } from "../../../common/errors.ts";
+import { createLogger } from "../../../common/log.ts";
+import { AgentMessageSchema } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import {
   ComponentRole,
   ComponentStatus,
@@ -379,6 +384,7 @@ describe("ingest: agent stream protocol (real gRPC)", () => {
       assert.equal(end.code, status.RESOURCE_EXHAUSTED);
       assert.match(end.details, /message size .* is larger than configured readMaxBytes/);
       assert.equal(h.ingest.stats().reports, 0);
+      assert.equal(h.ingest.stats().rejected.unreadable_message, 1);
     });
 
     it("stores samples in per-series windows and history, derives probe and heartbeat series", async () => {
@@ -440,6 +446,10 @@ describe("ingest: agent stream protocol (real gRPC)", () => {
       assert.equal(c.buffered.length, 0, "no ack before ackIntervalMs");
       h.clock.advance(1000);
       h.ingest.maintain();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(c.buffered.length, 0, "still none at half the ack interval (2000 ms)");
+      h.clock.advance(1000);
+      h.ingest.maintain();
       const ack = await c.next();
       assert.deepEqual(ack.body, { case: "ack", value: ack.body.value });
       assert.equal(ack.body.case === "ack" && ack.body.value.sequence, 3n);
@@ -457,7 +467,7 @@ describe("ingest: agent stream protocol (real gRPC)", () => {
           .find((s) => s.name === "cpu.load")!.raw.size,
         4,
       );
-      h.clock.advance(1000);
+      h.clock.advance(2000);
       h.ingest.maintain();
       const ack2 = await c.next();
       assert.equal(ack2.body.case === "ack" && ack2.body.value.sequence, 6n);
@@ -516,6 +526,50 @@ describe("ingest: agent stream protocol (real gRPC)", () => {
       c.report(report(2, T0, [], { heartbeatOnly: true }));
       await until(() => h.ingest.stats().reports === 2, "2 reports");
       assert.deepEqual(live, ["pkg-1/250", "pkg-1/250"], "hello + live heartbeat");
+    });
+
+    it("an agent that goes away mid-stream is a quiet end, not a handler error", async () => {
+      const lines: string[] = [];
+      const quiet = await startHarness({
+        log: createLogger({}, { level: "debug", write: (l) => lines.push(l) }),
+      });
+      try {
+        const c = quiet.conn();
+        c.hello();
+        await c.next();
+        c.report(report(1, T0));
+        await until(() => quiet.ingest.stats().reports === 1, "report");
+        c.cancel();
+        await until(() => quiet.ingest.stats().activeStreams === 0, "stream closed");
+        // And a connection torn down without RST_STREAM (a killed process).
+        const sock = net.connect(quiet.server.port, "127.0.0.1");
+        const session = http2.connect(`http://${quiet.server.address}`, {
+          createConnection: () => sock,
+        });
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/understudy.agent.v1.AgentService/Connect",
+          "content-type": "application/grpc+proto",
+          te: "trailers",
+        });
+        const hello = toBinary(
+          AgentMessageSchema,
+          create(AgentMessageSchema, { body: { case: "hello", value: helloFor("pkg-2") } }),
+        );
+        const frame = Buffer.alloc(5 + hello.length);
+        frame.writeUInt32BE(hello.length, 1);
+        frame.set(hello, 5);
+        req.write(frame);
+        await until(() => quiet.ingest.isStreaming("pkg-2"), "pkg-2 welcomed");
+        sock.destroy();
+        await until(() => quiet.ingest.stats().activeStreams === 0, "stream closed");
+        assert.deepEqual(
+          lines.filter((l) => JSON.parse(l).level === "error"),
+          [],
+        );
+      } finally {
+        await quiet.close();
+      }
     });
 
     it("delivers directives and their results", async () => {

@@ -5,7 +5,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createManualClock, type ManualClock } from "../../../common/clock.ts";
 import { createGrpcClient, type GrpcClient } from "../../../common/grpc-client.ts";
-import { silentLogger } from "../../../common/log.ts";
+import { type Logger, silentLogger } from "../../../common/log.ts";
 import { type RpcServer, serve, startRpcServer } from "../../../common/rpc-server.ts";
 import { createComponentService } from "../../../coordinator/src/api/component-service.ts";
 import {
@@ -39,6 +39,7 @@ export interface Harness {
 }
 
 export interface HarnessOptions {
+  log?: Logger;
   limits?: Partial<AgentIngestLimits>;
   historyDir?: string;
   clock?: ManualClock;
@@ -51,7 +52,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   const ingest = createAgentIngest({
     cluster,
     clock,
-    log: silentLogger,
+    log: o.log ?? silentLogger,
     autoMaintain: false,
     limits: o.limits,
     historyDir: o.historyDir,
