@@ -84,6 +84,16 @@ export function createClusterService(
       });
     });
   };
+  // The digest serializes the whole state (hundreds of ms at tens of
+  // thousands of streams, blocking the event loop and so the node's
+  // heartbeats); the state changes only when appliedIndex does, so pollers
+  // at an unchanged index share one computation.
+  let hashed = { applied: -1, hash: "" };
+  const stateHash = (): string => {
+    const applied = cluster.fsm.appliedIndex();
+    if (hashed.applied !== applied) hashed = { applied, hash: cluster.fsm.hash() };
+    return hashed.hash;
+  };
   return {
     getStatus() {
       const st = admin.raftStatus();
@@ -101,7 +111,7 @@ export function createClusterService(
           snapshotIndex: BigInt(st.snapshotIndex),
           softwareVersion: admin.softwareVersion,
           nowUnixMs: BigInt(Math.trunc(cluster.clock.nowMs())),
-          stateHash: cluster.fsm.hash(),
+          stateHash: stateHash(),
         },
         members: members(),
       };
