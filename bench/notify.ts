@@ -49,6 +49,7 @@ const readyTimeoutMs = 120_000;
 const noticesMax = 1000;
 const targetP99Ms = 50;
 const warmupNotices = 5;
+const settleMaxMs = 20_000;
 
 interface WorkerConfig {
   servers: string[];
@@ -57,9 +58,10 @@ interface WorkerConfig {
   perConnection: number;
 }
 
-type ToWorker = { type: "collect" } | { type: "exit" };
+type ToWorker = { type: "count" } | { type: "collect" } | { type: "exit" };
 type FromWorker =
   | { type: "ready"; subscribers: number; setupMs: number }
+  | { type: "count"; received: number }
   | { type: "result"; received: Record<string, number[]>; dropped: number; cpuMs: number };
 
 // ---------------------------------------------------------------- worker
@@ -112,7 +114,11 @@ async function worker(cfg: WorkerConfig): Promise<void> {
   const cpuAtReady = process.cpuUsage();
   send({ type: "ready", subscribers, setupMs: performance.now() - t0 });
   process.on("message", async (m: ToWorker) => {
-    if (m.type === "collect") {
+    if (m.type === "count") {
+      let n = 0;
+      for (const arr of received.values()) n += arr.length;
+      send({ type: "count", received: n });
+    } else if (m.type === "collect") {
       const dropped = clients.reduce((a, c) => a + c.stats().eventsDropped, 0);
       const cpu = process.cpuUsage(cpuAtReady);
       send({
@@ -291,7 +297,26 @@ async function runCase(
       await pub.flush();
       await new Promise((r) => setTimeout(r, args.intervalMs));
     }
-    await new Promise((r) => setTimeout(r, 500)); // let stragglers arrive
+    // Let stragglers arrive: until every subscriber has every notice, or no
+    // progress for 1 s, or settleMaxMs (a backlog is latency, not loss).
+    const expected = subscribersTotal * (warmupNotices + args.notices);
+    const settleEnd = performance.now() + settleMaxMs;
+    let lastTotal = -1;
+    let lastChange = performance.now();
+    while (performance.now() < settleEnd) {
+      let total = 0;
+      for (const s of spawned) {
+        s.child.send({ type: "count" } satisfies ToWorker);
+        const m = await s.next();
+        if (m.type === "count") total += m.received;
+      }
+      if (total >= expected) break;
+      if (total !== lastTotal) {
+        lastTotal = total;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange > 1000) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await pub.close();
     const natsCpuAfter = processCpuMs(natsPid);
     const perNotice = new Map<number, number[]>();
