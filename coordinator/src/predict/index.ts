@@ -26,6 +26,7 @@ export type {
   TrainingSnapshot,
 } from "./predictor.ts";
 export { createPredictor } from "./predictor.ts";
-export { createStabilityOnlyModel, retrainModel } from "./train.ts";
+export type { RetrainPolicy } from "./train.ts";
+export { createStabilityOnlyModel, retrainDue, retrainModel } from "./train.ts";
 export type { MetricSample, MetricWindow } from "./window.ts";
 export { createMetricWindow } from "./window.ts";

@@ -93,7 +93,10 @@ export interface ThresholdControlOptions {
   targetFalseAlarmsPerDay?: number;
   /** Tolerance for early alarms, as in the evaluation. Default 10 s. */
   slackMs?: number;
-  /** Memory of the false-alarm rate, in component-days of exposure. Default 7. */
+  /**
+   * Memory of the false-alarm rate, in component-days of exposure; thresholds
+   * move at most one step per half-life. Default 7.
+   */
   halfLifeComponentDays?: number;
   /** No adjustment before this much exposure per role. Default 2 component-days. */
   minExposureComponentDays?: number;
@@ -281,7 +284,10 @@ export function createPredictor(opts: PredictorOptions): Predictor {
     r.falseAlarms *= decay;
     r.exposureDays = r.exposureDays * decay + d;
     r.sinceCheckDays += d;
-    if (r.sinceCheckDays >= 1 / 24) {
+    // One step per half-life of exposure: half the evidence behind each step is
+    // newer than the previous step, so the controller does not ratchet on old
+    // false alarms (a 10,000-component fleet accrues a half-life in about a minute).
+    if (r.sinceCheckDays >= halfLifeDays) {
       r.sinceCheckDays = 0;
       adjust(r);
     }
@@ -289,9 +295,7 @@ export function createPredictor(opts: PredictorOptions): Predictor {
 
   function recordFalseAlarm(role: string): void {
     if (tc === undefined) return;
-    const r = roleControl(role);
-    r.falseAlarms += 1;
-    adjust(r);
+    roleControl(role).falseAlarms += 1;
   }
 
   function runtime(id: string): ComponentRuntime {

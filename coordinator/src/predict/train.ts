@@ -188,14 +188,24 @@ export function simulateAlarms(
   return alarm;
 }
 
+/**
+ * The lowest candidate threshold whose false alarms on the calibration
+ * timelines, counted with one extra ((falseAlarms + 1) / days, so a few
+ * component-days of luck cannot pass), stay within the budget — at that
+ * threshold and at every higher candidate. Picking the lowest threshold that
+ * happens to fit is biased towards luck; requiring the whole range above it
+ * to fit removes most of that bias. If none fits, the candidate with the
+ * fewest false alarms (the highest among equals) is returned.
+ */
 export function chooseThreshold(
   comps: readonly CalibrationComponent[],
   stack: StackWeights,
   opts: ThresholdOptions,
 ): ThresholdChoice {
-  const candidates = opts.candidates ?? thresholdCandidates();
+  const candidates = [...(opts.candidates ?? thresholdCandidates())].sort((a, b) => a - b);
   const probs = comps.map((c) => componentProbabilities(c, stack));
-  let fallback: ThresholdChoice | undefined;
+  const choices: ThresholdChoice[] = [];
+  const fits: boolean[] = [];
   for (const th of candidates) {
     let fa = 0;
     let upMs = 0;
@@ -216,16 +226,19 @@ export function chooseThreshold(
       }
     });
     const days = upMs / 86_400_000;
-    const choice: ThresholdChoice = {
+    choices.push({
       threshold: th,
       falseAlarmsPerDay: days > 0 ? fa / days : 0,
       recallGradual: failures > 0 ? detected / failures : Number.NaN,
-    };
-    if (choice.falseAlarmsPerDay <= opts.falseAlarmsPerDayBudget) return choice;
-    if (fallback === undefined || choice.falseAlarmsPerDay < fallback.falseAlarmsPerDay)
-      fallback = choice;
+    });
+    fits.push(days > 0 && (fa + 1) / days <= opts.falseAlarmsPerDayBudget);
   }
-  return fallback!;
+  for (let i = 0; i < candidates.length; i++) {
+    if (fits.slice(i).every((f) => f)) return choices[i]!;
+  }
+  let best = choices[choices.length - 1]!;
+  for (const c of choices) if (c.falseAlarmsPerDay < best.falseAlarmsPerDay) best = c;
+  return best;
 }
 
 /** Per-role thresholds; unknown roles get the most conservative one. */
@@ -251,11 +264,14 @@ export function chooseThresholds(
 }
 
 /**
- * Retrains the trees and refits the stack from a predictor's labelled
- * examples (75% fit, 25% held out for the stack). Thresholds are carried over
- * by quantile matching: each role's new threshold passes the same fraction of
- * held-out negatives as the old model's threshold did, so the false-alarm
- * rate stays put and the live threshold control takes it from there.
+ * Retrains from a predictor's labelled examples: standardiser, logistic
+ * regression and trees on 75% of the rows, the stack on the other 25%
+ * (weighted back to the true class balance). Starting from the
+ * stability-only model this is the first real training. Thresholds are
+ * carried over by quantile matching: each role's new threshold passes the
+ * same fraction of held-out negatives as the old model's threshold did, so
+ * the false-alarm rate stays put and the live threshold control takes it
+ * from there.
  */
 export function retrainModel(
   model: PredictorModel,
@@ -285,8 +301,18 @@ export function retrainModel(
   };
   const fit = take(fitIdx);
   const hold = take(holdIdx);
-  const gbt = trainGbt(fit, rng.fork(), opts.gbt);
-  const next: PredictorModel = { ...model, gbt, trainedAtMs: opts.trainedAtMs };
+  const fresh = trainBaseModels(fit, rng.fork(), {
+    horizonMs: model.horizonMs,
+    ...(opts.gbt ? { gbt: opts.gbt } : {}),
+  });
+  const next: PredictorModel = {
+    ...model,
+    standardizer: fresh.standardizer,
+    logistic: fresh.logistic,
+    positiveWeight: fresh.positiveWeight,
+    gbt: fresh.gbt,
+    trainedAtMs: opts.trainedAtMs,
+  };
   const z = new Float64Array(dim);
   const oldParts = new Float64Array(hold.rows * 3);
   const newParts = new Float64Array(hold.rows * 3);
@@ -347,4 +373,33 @@ export function createStabilityOnlyModel(horizonMs = 30_000): PredictorModel {
     stack: { bias: -6, stability: 20, logistic: 0, trees: 0 },
     thresholds: { default: 0.5, byRole: {} },
   };
+}
+
+export interface RetrainPolicy {
+  /** Least time between retrains. Default 6 h. */
+  intervalMs?: number;
+  /** Least positive examples gathered. Default 50. */
+  positivesMin?: number;
+  /** Least negative examples gathered. Default 500. */
+  negativesMin?: number;
+}
+
+/**
+ * Whether the leader should retrain now (pure; the caller keeps
+ * `lastRetrainMs`, e.g. the model's trainedAtMs). Then:
+ * trainer.retrain({ modelBytes: serializeModel(predictor.exportModel(t)),
+ * snapshot, ... }) off the event loop, propose the bytes through Raft, and
+ * `loadModel(deserializeModel(bytes))` on every replica when committed.
+ */
+export function retrainDue(
+  snap: TrainingSnapshot | undefined,
+  lastRetrainMs: number,
+  tMs: number,
+  policy: RetrainPolicy = {},
+): boolean {
+  if (snap === undefined) return false;
+  if (tMs - lastRetrainMs < (policy.intervalMs ?? 6 * 3_600_000)) return false;
+  let pos = 0;
+  for (let r = 0; r < snap.rows; r++) pos += snap.y[r]!;
+  return pos >= (policy.positivesMin ?? 50) && snap.rows - pos >= (policy.negativesMin ?? 500);
 }

@@ -161,10 +161,12 @@ describe("predict/predictor", () => {
       thresholdControl: {
         targetFalseAlarmsPerDay: 1,
         minExposureComponentDays: 0.001,
+        halfLifeComponentDays: 0.002, // about 3 min of one component: a step every 3 min
         stepLogit: 0.5,
       },
     });
     const initial = p.thresholdFor("edge");
+    const seen = [initial];
     // memory dips (alarm) then recovers, many times: every episode is a false alarm
     let t = 0;
     for (let k = 0; k < 6; k++) {
@@ -173,10 +175,13 @@ describe("predict/predictor", () => {
         const avail =
           s < 100 ? 8 * GB : s < 150 ? 8 * GB - (s - 100) * 0.16 * GB : s < 160 ? 0.1 * GB : 8 * GB;
         p.observe("a", "edge", host(avail), t);
-        p.predict("a", t);
+        const th = p.predict("a", t).threshold;
+        if (th !== seen[seen.length - 1]) seen.push(th);
       }
     }
     assert.ok(p.thresholdFor("edge") > initial, `${p.thresholdFor("edge")} > ${initial}`);
+    // at most one step per half-life of exposure (1200 s / 172.8 s)
+    assert.ok(seen.length - 1 <= Math.ceil(1200 / 172.8), `${seen.length - 1} steps`);
     assert.equal(p.exportModel(0).thresholds.byRole.edge, p.thresholdFor("edge"));
     assert.equal(p.thresholdFor("encoder"), 0.5, "other roles untouched (default)");
   });

@@ -10,6 +10,8 @@ import type { TrainingSnapshot } from "../../../coordinator/src/predict/predicto
 import {
   type CalibrationComponent,
   chooseThreshold,
+  createStabilityOnlyModel,
+  retrainDue,
   retrainModel,
   simulateAlarms,
   trainBaseModels,
@@ -68,28 +70,32 @@ describe("predict/train", () => {
     assert.deepEqual([...simulateAlarms(c, c.prob, 0.5)], [0, 0, 1, 1, 1, 1, 1, 1, 0, 0]);
   });
 
-  it("chooseThreshold picks the lowest threshold within the false-alarm budget", () => {
-    // a blip of 0.6 far from the failure (a false alarm below 0.65), then 0.8 right before it
-    const p = new Array(20_000).fill(0.01);
+  it("chooseThreshold picks the lowest threshold within the budget, counting one extra false alarm", () => {
+    // 200 000 s (2.31 days): a blip of 0.6 far from the failure (a false alarm below 0.65),
+    // then 0.8 right before the failure
+    const n = 200_000;
+    const p = new Array(n).fill(0.01);
     for (let i = 1000; i < 1010; i++) p[i] = 0.6;
-    for (let i = 19_960; i < 19_990; i++) p[i] = 0.8;
-    const c = component(p, [19_990]);
-    const choose = (budget: number) =>
+    for (let i = n - 40; i < n - 10; i++) p[i] = 0.8;
+    const c = component(p, [n - 10]);
+    const choose = (budget: number, candidates = [0.3, 0.5, 0.65, 0.7, 0.9]) =>
       chooseThreshold(
         [{ ...c, parts: partsFor(c.prob) }],
         { bias: 0, stability: 0, logistic: 1, trees: 0 },
         {
           scoring: { horizonMs: 30_000, slackMs: 10_000 },
           falseAlarmsPerDayBudget: budget,
-          candidates: [0.3, 0.5, 0.65, 0.7, 0.9],
+          candidates,
         },
       );
-    const strict = choose(1);
+    // (1 + 1) / 2.31 = 0.86 per day below 0.65; (0 + 1) / 2.31 = 0.43 from 0.65 up
+    const strict = choose(0.5);
     assert.equal(strict.threshold, 0.65);
     assert.equal(strict.falseAlarmsPerDay, 0);
     assert.equal(strict.recallGradual, 1);
-    const loose = choose(10); // one false alarm in 20 000 s is 4.3 per day
-    assert.equal(loose.threshold, 0.3);
+    assert.equal(choose(1).threshold, 0.3);
+    // nothing fits: the fewest false alarms, most conservative among equals
+    assert.equal(choose(0.1).threshold, 0.9);
   });
 
   it("retrainModel refits trees and stack from labelled examples and carries thresholds over", () => {
@@ -114,6 +120,26 @@ describe("predict/train", () => {
       () => retrainModel(model, rows(30, 1), createRng(1), { trainedAtMs: 0 }),
       /at least|>= 20/,
     );
+  });
+
+  it("the first retrain turns the stability-only model into a trained one", () => {
+    const boot = createStabilityOnlyModel();
+    const next = retrainModel(boot, rows(2000, 7), createRng(8), {
+      trainedAtMs: 1,
+      gbt: { trees: 10 },
+    });
+    assert.equal(next.gbt.trees.length, 10);
+    assert.ok(next.logistic.weights[F.memTte]! < 0);
+    assert.notEqual(next.standardizer.scale[F.memTte], 1);
+    assert.ok(next.stack.trees !== 0 || next.stack.logistic !== 0);
+  });
+
+  it("retrainDue waits for the interval and for enough examples of each class", () => {
+    const snap = rows(3000, 9); // about 600 positives
+    assert.equal(retrainDue(undefined, 0, 1e12), false);
+    assert.equal(retrainDue(snap, 0, 3_600_000), false, "too soon");
+    assert.equal(retrainDue(snap, 0, 7 * 3_600_000), true);
+    assert.equal(retrainDue(snap, 0, 7 * 3_600_000, { positivesMin: 10_000 }), false);
   });
 });
 
