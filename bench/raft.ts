@@ -5,11 +5,16 @@
  *   1. commit latency at low load: one writer, sequential CreateStream on the
  *      leader (the real write path: validate, propose, replicate, fsync on a
  *      majority, apply, answer);
- *   2. throughput with many writes in flight over a few grpc-js channels
- *      (group commit batches whatever piles up during an fsync);
- *   3. failover: SIGKILL the leader, time until a write commits through the
+ *   2. failover: SIGKILL the leader, time until a write commits through the
  *      new leader (the client only learns the leader from redirects, as a real
  *      client would); the killed node is restarted and caught up each round.
+ *      Runs before the throughput phase, on a small state;
+ *   3. throughput with many writes in flight over a few grpc-js channels
+ *      (group commit batches whatever piles up during an fsync);
+ *   4. the Raft pipeline alone: the nodes run bench/raft-node.ts (the same
+ *      node plus a benchmark-only route) and the leader proposes CreateStream
+ *      commands in-process, 1 and 256 at a time, so the cost of the client's
+ *      gRPC call per write separates from replication + fsync + apply.
  *
  * Baselines measured in the same run on the same machine: a GetStatus unary
  * round trip to the leader (gRPC stack only, no Raft), the GetStatus rate at
@@ -24,6 +29,7 @@ import { closeSync, fdatasyncSync, openSync, writeSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createGrpcClient, type GrpcClient } from "../common/grpc-client.ts";
 import { StreamService } from "../proto/gen/understudy/api/v1/stream_service_pb.ts";
@@ -102,16 +108,26 @@ function channels(address: string, count: number): GrpcClient<typeof StreamServi
   );
 }
 
-async function commitLatency(c: TestCluster, leader: string): Promise<Dist> {
-  const client = c.node(leader).streams;
+/**
+ * Sequential CreateStream on the leader. A sample that had to follow a leader
+ * change (the machine stalled a heartbeat past the election timeout) is kept
+ * in the distribution, since a client saw that latency, and counted apart.
+ */
+async function commitLatency(c: TestCluster): Promise<Dist & { retried: number }> {
   const lat: number[] = [];
+  let retried = 0;
   for (let i = 0; i < latencySamples + 50; i++) {
     const id = nextId("lat");
     const t0 = performance.now();
-    await client.createStream({ spec: streamSpec(id), requestId: id }, { timeoutMs: 5000 });
-    if (i >= 50) lat.push(performance.now() - t0); // first 50 warm up
+    const r = await c.write(
+      (n, t) => n.streams.createStream({ spec: streamSpec(id), requestId: id }, { timeoutMs: t }),
+      { attemptTimeoutMs: 5000 },
+    );
+    if (i < 50) continue; // warm-up
+    lat.push(performance.now() - t0);
+    if (r.attempts > 1) retried++;
   }
-  return dist(lat);
+  return { ...dist(lat), retried };
 }
 
 async function statusRtt(c: TestCluster, leader: string): Promise<Dist> {
@@ -131,38 +147,54 @@ interface Throughput {
   ops: number;
   perSec: number;
   errors: number;
+  leaderChanges: number;
   latency: Dist;
 }
 
+/**
+ * `inFlight` workers over `channelsCount` channels to the leader, each
+ * issuing its next call when the last returns. If leadership moves, the
+ * workers follow it (the error names the new leader) and the switch is
+ * counted.
+ */
 async function throughput(
-  address: string,
+  c: TestCluster,
   inFlight: number,
   op: (client: GrpcClient<typeof StreamService>, id: string) => Promise<unknown>,
 ): Promise<Throughput> {
-  const chans = channels(address, channelsCount);
+  let target = await c.waitForLeader(10_000);
+  let chans = channels(c.node(target).apiAddress, channelsCount);
+  const retired: GrpcClient<typeof StreamService>[] = [];
   const lat: number[] = [];
   let errors = 0;
+  let leaderChanges = 0;
   const started = performance.now();
   const end = started + throughputSeconds * 1000;
   try {
     await Promise.all(
       Array.from({ length: inFlight }, async (_, w) => {
-        const client = chans[w % chans.length]!;
         while (performance.now() < end) {
           const id = nextId("tp");
           const t0 = performance.now();
           try {
-            await op(client, id);
+            await op(chans[w % chans.length]!, id);
             lat.push(performance.now() - t0);
-          } catch {
+          } catch (err) {
             errors++;
+            const next = c.leaderHint(err) ?? (await c.leader());
+            if (next && next !== target) {
+              target = next;
+              leaderChanges++;
+              retired.push(...chans);
+              chans = channels(c.node(next).apiAddress, channelsCount);
+            }
             await sleep(5);
           }
         }
       }),
     );
   } finally {
-    for (const ch of chans) ch.close();
+    for (const ch of [...retired, ...chans]) ch.close();
   }
   const seconds = (performance.now() - started) / 1000;
   return {
@@ -171,6 +203,7 @@ async function throughput(
     ops: lat.length,
     perSec: lat.length / seconds,
     errors,
+    leaderChanges,
     latency: dist(lat),
   };
 }
@@ -195,9 +228,10 @@ async function failoverRound(
   let to = "";
   let attempts = 0;
   const ids = c.ids().filter((x) => x !== leader);
-  // The client retries the same request on every node it knows, following
-  // redirects; the dead node answers "connection refused" at once, so it is
-  // left in the rotation (a real client cannot tell it is gone).
+  // The client retries the same request round-robin over the surviving
+  // nodes, following redirects. (A real client would also try the dead node;
+  // that costs nothing measurable, as it fails at once with "connection
+  // refused".)
   let target = c.ids()[(c.ids().indexOf(leader) + 1) % c.ids().length]!;
   while (performance.now() - t0 < failoverCapMs) {
     attempts++;
@@ -222,43 +256,64 @@ async function failoverRound(
   return { ms: Math.min(ms, failoverCapMs), from: leader, to, attempts };
 }
 
+interface PipelineRun {
+  count: number;
+  inFlight: number;
+  committed: number;
+  failed: number;
+  seconds: number;
+  perSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/**
+ * The Raft pipeline alone: bench/raft-node.ts proposes `count` CreateStream
+ * commands inside the leader process, `inFlight` at a time (no client gRPC
+ * call per write). Retries once on another leader if leadership moved.
+ */
+async function pipeline(
+  c: TestCluster,
+  count: number,
+  inFlight: number,
+  tag: string,
+): Promise<PipelineRun> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const leader = await c.waitForLeader(10_000);
+    const r = await fetch(`http://${c.node(leader).apiAddress}/bench/propose`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ count, inFlight, tag: `${tag}${attempt}` }),
+    });
+    if (r.status === 200) return (await r.json()) as PipelineRun;
+    if (r.status !== 503) throw new Error(`/bench/propose: ${r.status} ${await r.text()}`);
+  }
+  throw new Error("/bench/propose: no stable leader in 3 attempts");
+}
+
 function fmt(n: number, digits = 2): string {
   return Number.isFinite(n) ? n.toFixed(digits) : "n/a";
 }
 
 async function main(): Promise<void> {
   const loadAtStart = loadavg();
-  const c = await TestCluster.start({ name: "bench-raft", logLevel: "warn", config: raftOnly });
+  const c = await TestCluster.start({
+    name: "bench-raft",
+    logLevel: "warn",
+    config: raftOnly,
+    command: ["--import", "tsx", fileURLToPath(new URL("./raft-node.ts", import.meta.url))],
+  });
   try {
     const leader = await c.waitForLeader(10_000);
-    const address = c.node(leader).apiAddress;
 
     // ---- baselines ----
     const fsync = fsyncBaseline(c.root, 1000);
     const rtt = await statusRtt(c, leader);
 
     // ---- 1. commit latency at low load ----
-    const commit = await commitLatency(c, leader);
+    const commit = await commitLatency(c);
 
-    // ---- 2. throughput ----
-    // Baseline at the same concurrency: a stale (local, no Raft) read of one stream.
-    await c
-      .node(leader)
-      .streams.createStream({ spec: streamSpec("probe"), requestId: "probe" }, { timeoutMs: 5000 });
-    const rawRate = await throughput(address, concurrencies[0]!, (client) =>
-      client.getStream({ streamId: "probe", staleOk: true }, { timeoutMs: 5000 }),
-    );
-    const tput: Throughput[] = [];
-    for (const inFlight of concurrencies) {
-      tput.push(
-        await throughput(address, inFlight, (client, id) =>
-          client.createStream({ spec: streamSpec(id), requestId: id }, { timeoutMs: 10_000 }),
-        ),
-      );
-    }
-    const leaderStatus = await c.status(leader);
-
-    // ---- 3. failover ----
+    // ---- 2. failover (before the throughput phase fills the state) ----
     const rounds: Awaited<ReturnType<typeof failoverRound>>[] = [];
     for (let k = 0; k < kills; k++) {
       rounds.push(await failoverRound(c, k));
@@ -266,6 +321,26 @@ async function main(): Promise<void> {
     }
     const failover = dist(rounds.map((r) => r.ms));
     await c.waitForConverged(15_000, { ids: c.ids() });
+    // ---- 3. throughput ----
+    // Baseline at the same concurrency: a stale (local, no Raft) read of one stream.
+    await c.write((n, t) =>
+      n.streams.createStream({ spec: streamSpec("probe"), requestId: "probe" }, { timeoutMs: t }),
+    );
+    const rawRate = await throughput(c, concurrencies[0]!, (client) =>
+      client.getStream({ streamId: "probe", staleOk: true }, { timeoutMs: 5000 }),
+    );
+    const tput: Throughput[] = [];
+    for (const inFlight of concurrencies) {
+      tput.push(
+        await throughput(c, inFlight, (client, id) =>
+          client.createStream({ spec: streamSpec(id), requestId: id }, { timeoutMs: 10_000 }),
+        ),
+      );
+    }
+    // ---- 4. the Raft pipeline without a client RPC per write ----
+    const pipeLatency = await pipeline(c, quick ? 200 : 1000, 1, "pl");
+    const pipeRate = await pipeline(c, quick ? 5000 : 30_000, 256, "pr");
+    const leaderStatus = await c.status(await c.waitForLeader(10_000));
 
     const best = tput.reduce((a, b) => (b.perSec > a.perSec ? b : a));
     const rows: [string, string, string, string][] = [
@@ -290,15 +365,27 @@ async function main(): Promise<void> {
       [
         "commit latency, 1 writer (CreateStream)",
         `p50 ${fmt(commit.p50)} ms`,
-        `p99 ${fmt(commit.p99)} ms (max ${fmt(commit.max)})`,
+        `p99 ${fmt(commit.p99)} ms (max ${fmt(commit.max)}; ${commit.retried} followed a leader change)`,
         `target p99 ≤ ${targets.commitP99Ms} ms: ${commit.p99 <= targets.commitP99Ms ? "met" : "NOT met"}; p50 = ${fmt(commit.p50 / rtt.p50, 1)}× RTT`,
       ],
       ...tput.map((t): [string, string, string, string] => [
         `throughput, ${t.inFlight} in flight / ${channelsCount} channels`,
         `${fmt(t.perSec, 0)} commits/s`,
-        `p50 ${fmt(t.latency.p50)} ms, p99 ${fmt(t.latency.p99)} ms, ${t.errors} errors`,
+        `p50 ${fmt(t.latency.p50)} ms, p99 ${fmt(t.latency.p99)} ms, ${t.errors} errors, ${t.leaderChanges} leader changes`,
         `${fmt(t.perSec / rawRate.perSec, 2)}× local reads; ${fmt(t.perSec / fsync.perSec, 2)}× raw fsync rate`,
       ]),
+      [
+        "Raft pipeline only, 1 in flight (in-leader proposals)",
+        `p50 ${fmt(pipeLatency.p50Ms)} ms`,
+        `p99 ${fmt(pipeLatency.p99Ms)} ms, ${pipeLatency.failed} failed`,
+        `client gRPC adds ${fmt(commit.p50 - pipeLatency.p50Ms)} ms at p50`,
+      ],
+      [
+        "Raft pipeline only, 256 in flight (in-leader proposals)",
+        `${fmt(pipeRate.perSec, 0)} commits/s`,
+        `p50 ${fmt(pipeRate.p50Ms)} ms, p99 ${fmt(pipeRate.p99Ms)} ms, ${pipeRate.failed} failed`,
+        `${fmt(pipeRate.perSec / best.perSec, 1)}× the gRPC write rate`,
+      ],
       [
         `failover (SIGKILL leader → write commits), ${failover.n} kills`,
         `p50 ${fmt(failover.p50, 0)} ms`,
@@ -339,6 +426,7 @@ async function main(): Promise<void> {
       baselines: { fsync, grpcUnaryRtt: rtt, localReadRate: rawRate },
       commitLatency: commit,
       throughput: tput,
+      raftPipelineOnly: { latency: pipeLatency, rate: pipeRate },
       leaderAfterThroughput: {
         applied: leaderStatus.applied,
         snapshotIndex: leaderStatus.snapshotIndex,
@@ -347,6 +435,7 @@ async function main(): Promise<void> {
       met: {
         commitP99: commit.p99 <= targets.commitP99Ms,
         commitsPerSec: best.perSec >= targets.commitsPerSec,
+        commitsPerSecRaftPipelineOnly: pipeRate.perSec >= targets.commitsPerSec,
         failoverP99: failover.p99 <= targets.failoverP99Ms,
       },
     };

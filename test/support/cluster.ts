@@ -180,6 +180,11 @@ export interface ClusterOptions {
   nodeArgs?: readonly string[];
   /** Top-level config sections merged into every node's YAML (e.g. `raftOnly`). */
   config?: Record<string, unknown>;
+  /**
+   * What each node runs, before `--config FILE` (default: the understudy
+   * executable's `coordinator` command). bench/raft.ts runs bench/raft-node.ts.
+   */
+  command?: readonly string[];
 }
 
 /**
@@ -371,8 +376,7 @@ export class TestCluster {
     try {
       const argv = [
         ...(this.opts.nodeArgs ?? []),
-        understudyBin,
-        "coordinator",
+        ...(this.opts.command ?? [understudyBin, "coordinator"]),
         "--config",
         node.configFile,
       ];
@@ -503,7 +507,7 @@ export class TestCluster {
    * whose term no answering node exceeds. Undefined when there is none.
    */
   async leader(opts: { exclude?: readonly string[] } = {}): Promise<string | undefined> {
-    const all = await this.statuses(500);
+    const all = await this.statuses(1000);
     const sts = all.filter((s) => !opts.exclude?.includes(s.nodeId));
     const maxTerm = Math.max(0, ...sts.map((s) => s.term));
     const l = sts.find((s) => s.role === "leader" && s.term === maxTerm);
