@@ -504,7 +504,7 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
     if (!isMultivariant(text)) {
       const id = renditionIdOf(start.path);
       renditions = [{ id, path: start.path, bandwidth: 0, codecs: [] }];
-      playlists.set(`${origin}|${id}`, parseMediaPlaylist(text));
+      remember(playlists, `${origin}|${id}`, parseMediaPlaylist(text));
       return;
     }
     const mv = parseMultivariantPlaylist(text);
@@ -543,7 +543,7 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
     playlistsFetched++;
     try {
       const pl = parseMediaPlaylist(res.body ?? "");
-      playlists.set(plKey(o, r), pl);
+      remember(playlists, plKey(o, r), pl);
       return { ...res, playlist: pl };
     } catch (err) {
       return { kind: "failed", reason: err instanceof Error ? err.message : String(err) };
@@ -608,7 +608,7 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
     if (p.to === origin) return;
     const from = origin;
     origin = p.to;
-    if (p.reason === "notice") switchedFor.set(p.handoverId, from);
+    if (p.reason === "notice") remember(switchedFor, p.handoverId, from);
     recordSwitch({
       reason: p.reason,
       from,
@@ -997,6 +997,15 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
     });
   }
   return session;
+}
+
+/** Bound on remembered playlists (origin × rendition) and handovers; the oldest entry goes first. */
+const rememberedMax = 32;
+
+function remember<K, V>(m: Map<K, V>, key: K, value: V): void {
+  m.delete(key);
+  m.set(key, value);
+  while (m.size > rememberedMax) m.delete(m.keys().next().value as K);
 }
 
 function safeBase(u: string): string | undefined {
