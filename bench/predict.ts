@@ -14,7 +14,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { createRng } from "../common/rng.ts";
 import { DEFAULT_EVAL_CONFIG, trainingRows } from "../coordinator/src/predict/eval-run.ts";
-import { createPredictor } from "../coordinator/src/predict/predictor.ts";
+import { createPredictor, type Prediction } from "../coordinator/src/predict/predictor.ts";
 import { createTrace } from "../coordinator/src/predict/trace.ts";
 import { trainBaseModels } from "../coordinator/src/predict/train.ts";
 
@@ -65,9 +65,20 @@ function observeAll(t: number): void {
 }
 
 let alarms = 0;
+const last: (Prediction | undefined)[] = new Array(comps.length);
 function predictAll(t: number): void {
   for (let i = 0; i < comps.length; i++) {
-    if (up[i] === 1 && predictor.predict(comps[i]!.id, t).alarm) alarms++;
+    if (up[i] !== 1) continue;
+    const p = predictor.predict(comps[i]!.id, t);
+    last[i] = p;
+    if (p.alarm) alarms++;
+  }
+}
+
+let explained = 0;
+function explainAll(): void {
+  for (let i = 0; i < comps.length; i++) {
+    if (up[i] === 1) explained += last[i]!.topFeatures.length;
   }
 }
 
@@ -93,6 +104,7 @@ const cpuUs = () => {
 };
 let observeCpu = 0;
 let predictCpu = 0;
+let explainCpu = 0;
 let observeWallNs = 0;
 let predictWallNs = 0;
 let componentTicks = 0;
@@ -106,14 +118,18 @@ for (let k = 0; k < MEASURE_TICKS; k++, t += 1000) {
   predictAll(t);
   const c = cpuUs();
   const cw = process.hrtime.bigint();
+  explainAll();
+  const d = cpuUs();
   observeCpu += b - a;
   predictCpu += c - b;
+  explainCpu += d - c;
   observeWallNs += Number(bw - aw);
   predictWallNs += Number(cw - bw);
 }
 
 const observeUs = observeCpu / componentTicks;
 const predictUs = predictCpu / componentTicks;
+const explainUs = explainCpu / componentTicks;
 const wallTotalUs = (observeWallNs + predictWallNs) / 1000 / componentTicks;
 const totalUs = observeUs + predictUs;
 const tickMs = (totalUs * COMPONENTS) / 1000;
@@ -126,8 +142,12 @@ const result = {
   features: model.featureNames.length,
   baseline: { name: "observe (append samples to windows)", usPerComponentTick: observeUs },
   predict: {
-    name: "predict (features + models + alarm + top features)",
+    name: "predict (features + three models + stack + alarm)",
     usPerComponentTick: predictUs,
+  },
+  explain: {
+    name: "reading topFeatures of every prediction (computed lazily, on first read)",
+    usPerComponentTick: explainUs,
   },
   total: { usPerComponentTick: totalUs, ratioToBaseline: totalUs / observeUs },
   measure: "CPU time (process.cpuUsage) per component-tick",
@@ -136,6 +156,7 @@ const result = {
   coreShareAt1Hz: tickMs / 1000,
   heapBytesPerComponent: gc ? Math.round((heapAfter - heapBefore) / COMPONENTS) : null,
   alarmsDuringMeasurement: alarms,
+  topFeaturesReturned: explained,
   node: process.version,
   cpu: cpus()[0]?.model ?? "unknown",
 };
@@ -144,6 +165,7 @@ const rows: [string, string, string][] = [
   ["observe (baseline)", observeUs.toFixed(2), "1.00"],
   ["predict", predictUs.toFixed(2), (predictUs / observeUs).toFixed(2)],
   ["observe + predict", totalUs.toFixed(2), (totalUs / observeUs).toFixed(2)],
+  ["explain (if read)", explainUs.toFixed(2), (explainUs / observeUs).toFixed(2)],
 ];
 console.log(
   `predict bench: ${COMPONENTS} components, ${samplesPerComponent} samples each, ${MEASURE_TICKS} ticks`,
