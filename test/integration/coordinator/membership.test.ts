@@ -86,19 +86,20 @@ describe("coordinator: membership changes and leadership transfer (real processe
     await write("after-transfer");
 
     // ---- remove the leader itself ----
-    const before = await cluster.status(target);
-    await cluster.node(target).cluster.removeMember({ nodeId: target }, { timeoutMs: 10_000 });
-    const successor = await cluster.waitForLeader(10_000, { exclude: [target] });
-    assert.notEqual(successor, target);
+    const doomed = await cluster.waitForLeader(10_000);
+    const before = await cluster.status(doomed);
+    await cluster.node(doomed).cluster.removeMember({ nodeId: doomed }, { timeoutMs: 10_000 });
+    const successor = await cluster.waitForLeader(10_000, { exclude: [doomed] });
+    assert.notEqual(successor, doomed);
     const after = await cluster.status(successor);
     assert.ok(after.term > before.term, "a new term began");
     assert.deepEqual(
       after.members.map((m) => m.id).sort(),
-      ["c1", "c2", "c3"].filter((id) => id !== target),
+      ["c1", "c2", "c3"].filter((id) => id !== doomed),
     );
-    await cluster.kill(target, "SIGTERM");
+    await cluster.kill(doomed, "SIGTERM");
     await write("after-leader-removed");
-    const rest = ["c1", "c2", "c3"].filter((id) => id !== target);
+    const rest = ["c1", "c2", "c3"].filter((id) => id !== doomed);
     await cluster.waitForConverged(10_000, { ids: rest });
     for (const id of rest) {
       const ids = await cluster.listStreamIds(id);
