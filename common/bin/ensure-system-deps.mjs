@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Installs the system packages understudy's tests and demo need, using
 // apt-get when running as root; otherwise prints the exact command to run.
-// Idempotent and quiet when everything is present. `npm test` calls it first.
+// Idempotent and quiet when everything is present. `npm test` calls it first;
+// `--with-bench` adds nginx, `--with-browser` adds chromium (npm run test:browser).
 import { execFileSync, spawnSync } from "node:child_process";
 
 /** binary on PATH (or absolute path) → Debian package that provides it. */
@@ -9,9 +10,22 @@ const required = [
   { bin: "nats-server", pkg: "nats-server", why: "handover notices in tests and the demo" },
   { bin: "ffmpeg", pkg: "ffmpeg", why: "encoder ingest tests (ffmpeg -method PUT)" },
 ];
-const optionalArg = process.argv.includes("--with-bench")
-  ? [{ bin: "nginx", pkg: "nginx", why: "bench:origin baseline" }]
-  : [];
+// Optional groups, only on request: they are big or only some runs need them.
+const optionalArg = [
+  ...(process.argv.includes("--with-bench")
+    ? [{ bin: "nginx", pkg: "nginx", why: "bench:origin baseline" }]
+    : []),
+  // test/support/browser.ts launches exactly this path (hls.js playback, npm run test:browser).
+  ...(process.argv.includes("--with-browser")
+    ? [
+        {
+          bin: "/usr/bin/chromium",
+          pkg: "chromium",
+          why: "hls.js playback test in headless Chromium",
+        },
+      ]
+    : []),
+];
 
 function has(bin) {
   const r = spawnSync("sh", ["-c", `command -v ${bin} || test -x /usr/sbin/${bin}`], {
