@@ -16,32 +16,22 @@ import { createRng } from "../common/rng.ts";
 import { DEFAULT_EVAL_CONFIG, trainingRows } from "../coordinator/src/predict/eval-run.ts";
 import { createPredictor, type Prediction } from "../coordinator/src/predict/predictor.ts";
 import { createTrace } from "../coordinator/src/predict/trace.ts";
-import { trainBaseModels } from "../coordinator/src/predict/train.ts";
+import { concatRows, trainBaseModels } from "../coordinator/src/predict/train.ts";
 
 const COMPONENTS = Number(process.env.BENCH_COMPONENTS ?? 10_000);
 const WARMUP_TICKS = 130;
 const MEASURE_TICKS = Number(process.env.BENCH_TICKS ?? 10);
 
-function concat(parts: ReturnType<typeof trainingRows>[]) {
-  const dim = parts[0]!.dim;
-  const rows = parts.reduce((a, p) => a + p.rows, 0);
-  const X = new Float32Array(rows * dim);
-  const y = new Uint8Array(rows);
-  let r = 0;
-  for (const p of parts) {
-    X.set(p.X, r * dim);
-    y.set(p.y, r);
-    r += p.rows;
-  }
-  return { X, y, rows, dim };
-}
-
 // A model of production size (80 trees of depth 3), trained on two short traces.
 const cfg = { ...DEFAULT_EVAL_CONFIG, trace: { components: 5, durationMs: 2 * 3_600_000 } };
-const base = trainBaseModels(concat([trainingRows(1, cfg), trainingRows(2, cfg)]), createRng(1), {
-  horizonMs: 30_000,
-  gbt: DEFAULT_EVAL_CONFIG.gbt,
-});
+const base = trainBaseModels(
+  concatRows([trainingRows(1, cfg), trainingRows(2, cfg)]),
+  createRng(1),
+  {
+    horizonMs: 30_000,
+    gbt: DEFAULT_EVAL_CONFIG.gbt,
+  },
+);
 const model = { ...base, stack: { bias: -4, stability: 2, logistic: 0.5, trees: 0.8 } };
 
 const trace = createTrace(424242, { components: COMPONENTS, durationMs: 6 * 3_600_000 });

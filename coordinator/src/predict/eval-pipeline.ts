@@ -22,6 +22,7 @@ import { GRADUAL_MODES } from "./trace.ts";
 import {
   type CalibrationComponent,
   chooseThresholds,
+  concatRows,
   fitStack,
   type LabelledRows,
   type ThresholdChoice,
@@ -67,20 +68,6 @@ export interface EvalReport {
 }
 
 export const GRADUAL = "gradual (all)";
-
-function concatRows(parts: readonly LabelledRows[]): LabelledRows {
-  const dim = parts[0]!.dim;
-  const rows = parts.reduce((a, p) => a + p.rows, 0);
-  const X = new Float32Array(rows * dim);
-  const y = new Uint8Array(rows);
-  let r = 0;
-  for (const p of parts) {
-    X.set(p.X, r * dim);
-    y.set(p.y, r);
-    r += p.rows;
-  }
-  return { X, y, rows, dim };
-}
 
 export async function runEvaluation(
   seeds: readonly number[],

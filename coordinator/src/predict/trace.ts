@@ -132,6 +132,17 @@ const MODES_BY_ROLE: Record<TraceRole, readonly FailureMode[]> = {
   edge: ["memory-leak", "cpu-runaway", "disk-fill", "thermal", "packet-loss"],
 };
 
+/** Precursor length range per gradual mode, seconds. */
+const PRECURSOR_S: Record<GradualMode, readonly [number, number]> = {
+  "memory-leak": [300, 1800],
+  "cpu-runaway": [120, 360],
+  "disk-fill": [240, 1800],
+  thermal: [240, 900],
+  "packet-loss": [180, 600],
+  "encoder-fps-decay": [120, 480],
+  "ingest-latency": [180, 600],
+};
+
 const GIB = 1024 ** 3;
 const MIN = 60_000;
 const HOUR = 3_600_000;
@@ -336,25 +347,9 @@ class HostSim implements SimulatedComponent {
   }
 
   private precursorMs(rng: Rng): number {
-    const s = (a: number, b: number) => Math.round(uniform(rng, a, b)) * 1000;
-    switch (this.mode) {
-      case "memory-leak":
-        return s(300, 1800);
-      case "cpu-runaway":
-        return s(120, 360);
-      case "disk-fill":
-        return s(240, 1800);
-      case "thermal":
-        return s(240, 900);
-      case "packet-loss":
-        return s(180, 600);
-      case "encoder-fps-decay":
-        return s(120, 480);
-      case "ingest-latency":
-        return s(180, 600);
-      case "sudden":
-        return 0;
-    }
+    if (this.mode === "sudden") return 0; // no draw: keeps every seed's trace as it was
+    const [lo, hi] = PRECURSOR_S[this.mode];
+    return Math.round(uniform(rng, lo, hi)) * 1000;
   }
 
   private set(name: string, v: number): void {

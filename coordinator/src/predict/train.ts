@@ -42,6 +42,23 @@ export interface LabelledRows {
   readonly dim: number;
 }
 
+/** Rows of several sets, in order, as one set. */
+export function concatRows(parts: readonly LabelledRows[]): LabelledRows {
+  if (parts.length === 0) throw new RangeError("concatRows needs at least one set");
+  const dim = parts[0]!.dim;
+  const rows = parts.reduce((a, p) => a + p.rows, 0);
+  const X = new Float32Array(rows * dim);
+  const y = new Uint8Array(rows);
+  let r = 0;
+  for (const p of parts) {
+    if (p.dim !== dim) throw new RangeError(`row sets differ in width: ${p.dim} vs ${dim}`);
+    X.set(p.X, r * dim);
+    y.set(p.y, r);
+    r += p.rows;
+  }
+  return { X, y, rows, dim };
+}
+
 export interface TrainOptions {
   horizonMs: number;
   trainedAtMs?: number;
