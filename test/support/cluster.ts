@@ -637,6 +637,16 @@ export class TestCluster {
     };
   }
 
+  /** Creates streams `${prefix}-0` .. `${prefix}-${count - 1}` one at a time through the leader. */
+  async createStreams(prefix: string, count: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const id = `${prefix}-${i}`;
+      await this.write((n, t) =>
+        n.streams.createStream({ spec: streamSpec(id), requestId: `r-${id}` }, { timeoutMs: t }),
+      );
+    }
+  }
+
   /** The node an UNAVAILABLE error redirects to (x-understudy-leader header or message). */
   leaderHint(err: unknown): string | undefined {
     const md = (err as { metadata?: grpc.Metadata }).metadata;
@@ -698,6 +708,50 @@ export class TestCluster {
       liveTempDirs.delete(this.root);
     }
   }
+}
+
+/**
+ * Mocha hooks for one cluster shared by a `describe` block: started (and a
+ * leader awaited) before its tests, stderr tails printed after a failing
+ * test, stopped after the block. Returns a getter for the cluster.
+ */
+export function sharedCluster(opts: ClusterOptions): () => TestCluster {
+  let current: TestCluster | undefined;
+  before(async () => {
+    current = await TestCluster.start(opts);
+    await current.waitForLeader(10_000);
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === "failed" && current) process.stderr.write(current.logTails(40));
+  });
+  after(async () => {
+    await current?.stopAll();
+  });
+  return () => {
+    if (!current) throw new Error("the shared cluster is not running (its before hook failed?)");
+    return current;
+  };
+}
+
+/**
+ * Mocha hooks for tests that each start their own cluster: after every test
+ * the cluster's stderr tails are printed if the test failed, and all of its
+ * processes are stopped. Call inside `describe`; start clusters with
+ * `clusters.start(opts)`.
+ */
+export function perTestCluster(): { start(opts: ClusterOptions): Promise<TestCluster> } {
+  let current: TestCluster | undefined;
+  afterEach(async function () {
+    if (this.currentTest?.state === "failed" && current) process.stderr.write(current.logTails(40));
+    await current?.stopAll();
+    current = undefined;
+  });
+  return {
+    async start(opts) {
+      current = await TestCluster.start(opts);
+      return current;
+    },
+  };
 }
 
 /** Polls `cond` every 10 ms until it holds; throws naming `what` after `timeoutMs`. */

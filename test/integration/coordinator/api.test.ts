@@ -10,36 +10,30 @@ import {
   grpcCode,
   grpcMessage,
   raftOnly,
+  sharedCluster,
   streamSpec,
-  TestCluster,
   testRendition,
 } from "../../support/cluster.ts";
 
 describe("coordinator API (3 real processes)", function () {
   this.timeout(60_000);
-  let c: TestCluster;
-
-  before(async () => {
-    c = await TestCluster.start({ name: "api", config: raftOnly });
-    await c.waitForLeader(10_000);
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === "failed") process.stderr.write(c.logTails());
-  });
-  after(async () => {
-    await c?.stopAll();
-  });
+  const cluster = sharedCluster({ name: "api", config: raftOnly });
 
   const followers = async () => {
-    const leader = await c.waitForLeader(10_000);
-    return { leader, followers: c.ids().filter((id) => id !== leader) };
+    const leader = await cluster().waitForLeader(10_000);
+    return {
+      leader,
+      followers: cluster()
+        .ids()
+        .filter((id) => id !== leader),
+    };
   };
 
   it("a write to a follower fails with UNAVAILABLE naming the leader and its API address", async () => {
     const { leader, followers: fs } = await followers();
     const f = fs[0]!;
     await assert.rejects(
-      c
+      cluster()
         .node(f)
         .streams.createStream(
           { spec: streamSpec("redirected"), requestId: "redirect-1" },
@@ -49,22 +43,24 @@ describe("coordinator API (3 real processes)", function () {
         assert.equal(grpcCode(err), Code.Unavailable);
         assert.match(
           grpcMessage(err),
-          new RegExp(`leader "${leader}" at ${c.node(leader).apiAddress}`),
+          new RegExp(`leader "${leader}" at ${cluster().node(leader).apiAddress}`),
         );
-        assert.deepEqual(err.metadata?.get("x-understudy-leader"), [c.node(leader).apiAddress]);
+        assert.deepEqual(err.metadata?.get("x-understudy-leader"), [
+          cluster().node(leader).apiAddress,
+        ]);
         return true;
       },
     );
     // Nothing was stored: the follower did not forward the write.
     await assert.rejects(
-      c.node(leader).streams.getStream({ streamId: "redirected" }, { timeoutMs: 3000 }),
+      cluster().node(leader).streams.getStream({ streamId: "redirected" }, { timeoutMs: 3000 }),
       (err) => grpcCode(err) === Code.NotFound,
     );
   });
 
   it("invalid requests are INVALID_ARGUMENT naming the field and change no replica", async () => {
     const { leader } = await followers();
-    const before = await c.waitForConverged(10_000);
+    const before = await cluster().waitForConverged(10_000);
     const cases: { spec: ReturnType<typeof streamSpec>; field: RegExp }[] = [
       { spec: { ...streamSpec("Bad_Id") }, field: /^spec\.id: must be 1–64 chars/ },
       {
@@ -85,7 +81,7 @@ describe("coordinator API (3 real processes)", function () {
     ];
     for (const { spec, field } of cases) {
       await assert.rejects(
-        c
+        cluster()
           .node(leader)
           .streams.createStream({ spec, requestId: `bad-${spec.id}` }, { timeoutMs: 3000 }),
         (err: Error) => {
@@ -96,17 +92,19 @@ describe("coordinator API (3 real processes)", function () {
       );
     }
     await assert.rejects(
-      c.node(leader).streams.listStreams({ pageSize: 5000 }, { timeoutMs: 3000 }),
+      cluster().node(leader).streams.listStreams({ pageSize: 5000 }, { timeoutMs: 3000 }),
       (err: Error) =>
         grpcCode(err) === Code.InvalidArgument && /^page_size: at most 1000/.test(grpcMessage(err)),
     );
     await assert.rejects(
-      c.node(leader).cluster.addMember({ nodeId: "c9", address: "nowhere" }, { timeoutMs: 3000 }),
+      cluster()
+        .node(leader)
+        .cluster.addMember({ nodeId: "c9", address: "nowhere" }, { timeoutMs: 3000 }),
       (err: Error) =>
         grpcCode(err) === Code.InvalidArgument &&
         /^address: must be "host:port"/.test(grpcMessage(err)),
     );
-    const after = await c.waitForConverged(10_000);
+    const after = await cluster().waitForConverged(10_000);
     for (const [i, s] of after.entries()) {
       assert.equal(s.applied, before[i]!.applied, `${s.nodeId}: nothing was appended`);
       assert.equal(s.stateHash, before[i]!.stateHash, `${s.nodeId}: state unchanged`);
@@ -117,14 +115,14 @@ describe("coordinator API (3 real processes)", function () {
     const { leader, followers: fs } = await followers();
     for (let i = 0; i < 20; i++) {
       const id = `lin-${i}`;
-      await c
+      await cluster()
         .node(leader)
         .streams.createStream(
           { spec: streamSpec(id), requestId: `lin-req-${i}` },
           { timeoutMs: 5000 },
         );
       const f = fs[i % fs.length]!;
-      const r = await c.node(f).streams.getStream({ streamId: id }, { timeoutMs: 5000 });
+      const r = await cluster().node(f).streams.getStream({ streamId: id }, { timeoutMs: 5000 });
       assert.equal(r.stream?.spec?.id, id, `read ${i} on ${f}`);
       assert.equal(r.servedByNodeId, f);
     }
@@ -132,13 +130,13 @@ describe("coordinator API (3 real processes)", function () {
 
   it("a retried write with the same request_id applies once; a new id for the same stream is ALREADY_EXISTS", async () => {
     const { leader } = await followers();
-    const first = await c
+    const first = await cluster()
       .node(leader)
       .streams.createStream(
         { spec: streamSpec("retried"), requestId: "retry-same" },
         { timeoutMs: 5000 },
       );
-    const again = await c
+    const again = await cluster()
       .node(leader)
       .streams.createStream(
         { spec: streamSpec("retried"), requestId: "retry-same" },
@@ -146,7 +144,7 @@ describe("coordinator API (3 real processes)", function () {
       );
     assert.equal(again.stream?.version, first.stream?.version);
     await assert.rejects(
-      c
+      cluster()
         .node(leader)
         .streams.createStream(
           { spec: streamSpec("retried"), requestId: "retry-other" },
@@ -165,7 +163,7 @@ describe("coordinator API (3 real processes)", function () {
         body: JSON.stringify(body),
       });
     const st = await post(
-      c.node(fs[0]!).apiAddress,
+      cluster().node(fs[0]!).apiAddress,
       "understudy.api.v1.ClusterService/GetStatus",
       {},
     );
@@ -178,7 +176,7 @@ describe("coordinator API (3 real processes)", function () {
     assert.match(json.node.stateHash, /^[0-9a-f]{16}$/);
 
     const redirected = await post(
-      c.node(fs[0]!).apiAddress,
+      cluster().node(fs[0]!).apiAddress,
       "understudy.api.v1.StreamService/CreateStream",
       { spec: { id: "json-1" }, requestId: "json-1" },
     );

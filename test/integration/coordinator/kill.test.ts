@@ -16,9 +16,9 @@ import assert from "node:assert/strict";
 import {
   grpcCode,
   grpcMessage,
+  perTestCluster,
   raftOnly,
   streamSpec,
-  TestCluster,
   until,
 } from "../../support/cluster.ts";
 
@@ -35,21 +35,14 @@ const scenarioBudgetMs = 90_000;
 
 describe("coordinator: leader SIGKILL under continuous writes (3 real processes)", function () {
   this.timeout(scenarioBudgetMs + 20_000);
-  let c: TestCluster | undefined;
-
-  afterEach(async function () {
-    if (this.currentTest?.state === "failed" && c) process.stderr.write(c.logTails(40));
-    await c?.stopAll();
-    c = undefined;
-  });
+  const clusters = perTestCluster();
 
   it(`loses no acknowledged write across ${killRounds} leader kills; replicas converge`, async () => {
     const started = performance.now();
     const deadline = started + scenarioBudgetMs;
     /** Waits inside the scenario are bounded by what is left of its budget. */
     const remaining = () => Math.max(1000, deadline - performance.now());
-    c = await TestCluster.start({ name: "kill", config: raftOnly });
-    const cluster = c;
+    const cluster = await clusters.start({ name: "kill", config: raftOnly });
     await cluster.waitForLeader(10_000);
     const monitor = cluster.monitorLeaders(50);
 

@@ -6,21 +6,20 @@
  */
 import assert from "node:assert/strict";
 import { Code } from "../../../common/errors.ts";
-import { grpcCode, grpcMessage, raftOnly, streamSpec, TestCluster } from "../../support/cluster.ts";
+import {
+  grpcCode,
+  grpcMessage,
+  perTestCluster,
+  raftOnly,
+  streamSpec,
+} from "../../support/cluster.ts";
 
 describe("coordinator: membership changes and leadership transfer (real processes)", function () {
   this.timeout(60_000);
-  let c: TestCluster | undefined;
-
-  afterEach(async function () {
-    if (this.currentTest?.state === "failed" && c) process.stderr.write(c.logTails(40));
-    await c?.stopAll();
-    c = undefined;
-  });
+  const clusters = perTestCluster();
 
   it("adds a joining 4th node, which catches up; removes it; transfers and removes the leader", async () => {
-    c = await TestCluster.start({ name: "members", config: raftOnly });
-    const cluster = c;
+    const cluster = await clusters.start({ name: "members", config: raftOnly });
     const write = (id: string) =>
       cluster.write((n, t) =>
         n.streams.createStream({ spec: streamSpec(id), requestId: `r-${id}` }, { timeoutMs: t }),

@@ -10,32 +10,20 @@
  * first snapshot (the stderr tail then shows "raft driver failed").
  */
 import assert from "node:assert/strict";
-import { raftOnly, streamSpec, TestCluster } from "../../support/cluster.ts";
+import { perTestCluster, raftOnly } from "../../support/cluster.ts";
 
 describe("coordinator: snapshots, compaction and catch-up (3 real processes)", function () {
   this.timeout(60_000);
-  let c: TestCluster | undefined;
-
-  afterEach(async function () {
-    if (this.currentTest?.state === "failed" && c) process.stderr.write(c.logTails(40));
-    await c?.stopAll();
-    c = undefined;
-  });
-
-  const writeStreams = async (cluster: TestCluster, prefix: string, count: number) => {
-    for (let i = 0; i < count; i++) {
-      const id = `${prefix}-${i}`;
-      await cluster.write((n, t) =>
-        n.streams.createStream({ spec: streamSpec(id), requestId: `r-${id}` }, { timeoutMs: t }),
-      );
-    }
-  };
+  const clusters = perTestCluster();
 
   it("a lagging follower catches up past compaction; a full restart recovers every write", async () => {
-    c = await TestCluster.start({ name: "snap", config: raftOnly, raft: { snapshotEntries: 10 } });
-    const cluster = c;
+    const cluster = await clusters.start({
+      name: "snap",
+      config: raftOnly,
+      raft: { snapshotEntries: 10 },
+    });
     const leader = await cluster.waitForLeader(10_000);
-    await writeStreams(cluster, "a", 25);
+    await cluster.createStreams("a", 25);
     let sts = await cluster.waitForConverged(10_000);
     for (const s of sts)
       assert.ok(s.snapshotIndex > 0, `${s.nodeId} took a snapshot: ${JSON.stringify(s)}`);
@@ -43,7 +31,7 @@ describe("coordinator: snapshots, compaction and catch-up (3 real processes)", f
     const follower = cluster.ids().find((id) => id !== leader)!;
     const followerLast = (await cluster.status(follower)).lastIndex;
     await cluster.kill(follower, "SIGKILL");
-    await writeStreams(cluster, "b", 40);
+    await cluster.createStreams("b", 40);
     const leaderNow = await cluster.waitForLeader(10_000);
     const ls = await cluster.status(leaderNow);
     assert.ok(
@@ -57,7 +45,7 @@ describe("coordinator: snapshots, compaction and catch-up (3 real processes)", f
     for (const id of cluster.ids()) await cluster.kill(id, "SIGTERM");
     await Promise.all(cluster.ids().map((id) => cluster.restart(id)));
     await cluster.waitForLeader(10_000);
-    await writeStreams(cluster, "c", 5);
+    await cluster.createStreams("c", 5);
     sts = await cluster.waitForConverged(15_000, { ids: cluster.ids() });
     for (const id of cluster.ids()) {
       const ids = new Set(await cluster.listStreamIds(id));

@@ -12,25 +12,18 @@ import {
   grpcCode,
   grpcMessage,
   type NodeStatusView,
+  perTestCluster,
   raftOnly,
   sleep,
   streamSpec,
-  TestCluster,
 } from "../../support/cluster.ts";
 
 describe("coordinator: a SIGSTOPped leader resumes as a stale leader (3 real processes)", function () {
   this.timeout(60_000);
-  let c: TestCluster | undefined;
-
-  afterEach(async function () {
-    if (this.currentTest?.state === "failed" && c) process.stderr.write(c.logTails(40));
-    await c?.stopAll();
-    c = undefined;
-  });
+  const clusters = perTestCluster();
 
   it("cannot accept writes after SIGCONT, steps down, and loses nothing", async () => {
-    c = await TestCluster.start({ name: "stale", config: raftOnly });
-    const cluster = c;
+    const cluster = await clusters.start({ name: "stale", config: raftOnly });
     const create = (nodeId: string, id: string, timeoutMs = 5000) =>
       cluster
         .node(nodeId)

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { raftOnly, runCli, streamSpec, TestCluster } from "../../support/cluster.ts";
+import { raftOnly, runCli, sharedCluster } from "../../support/cluster.ts";
 
 function lastSegment(dataDir: string): string {
   const wal = join(dataDir, "wal");
@@ -24,32 +24,12 @@ function lastSegment(dataDir: string): string {
 describe("coordinator: WAL corruption vs torn tail (3 real processes)", function () {
   this.timeout(60_000);
   // One cluster for both cases: the first repairs its damage before it ends.
-  let c: TestCluster;
-
-  before(async () => {
-    c = await TestCluster.start({ name: "wal", config: raftOnly });
-    await c.waitForLeader(10_000);
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === "failed") process.stderr.write(c.logTails(40));
-  });
-  after(async () => {
-    await c?.stopAll();
-  });
-
-  const writeStreams = async (cluster: TestCluster, prefix: string, count: number) => {
-    for (let i = 0; i < count; i++) {
-      const id = `${prefix}-${i}`;
-      await cluster.write((n, t) =>
-        n.streams.createStream({ spec: streamSpec(id), requestId: `r-${id}` }, { timeoutMs: t }),
-      );
-    }
-  };
+  const shared = sharedCluster({ name: "wal", config: raftOnly });
 
   it("damage mid-segment: the node refuses to start naming file and offset; the rest go on", async () => {
-    const cluster = c;
+    const cluster = shared();
     const leader = await cluster.waitForLeader(10_000);
-    await writeStreams(cluster, "s", 15);
+    await cluster.createStreams("s", 15);
     await cluster.waitForConverged(10_000);
     const victim = cluster.ids().find((id) => id !== leader)!;
     const node = cluster.node(victim);
@@ -89,7 +69,7 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
     // The segment is still damaged (nothing was "repaired" behind the operator's back).
     assert.equal(readFileSync(seg)[flipAt], bytes[flipAt]);
     // Two of three nodes are a quorum: writes go on.
-    await writeStreams(cluster, "after", 5);
+    await cluster.createStreams("after", 5);
 
     // Repaired (the byte put back), the node starts and catches up.
     bytes[flipAt] = bytes[flipAt]! ^ 0xff;
@@ -99,9 +79,9 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
   });
 
   it("torn tail: the node truncates it, starts, rejoins and catches up", async () => {
-    const cluster = c;
+    const cluster = shared();
     const leader = await cluster.waitForLeader(10_000);
-    await writeStreams(cluster, "t", 15);
+    await cluster.createStreams("t", 15);
     await cluster.waitForConverged(10_000);
     const victim = cluster.ids().find((id) => id !== leader)!;
     const node = cluster.node(victim);
@@ -116,13 +96,13 @@ describe("coordinator: WAL corruption vs torn tail (3 real processes)", function
     assert.match(check.stdout, /: OK\n/);
     assert.match(check.stdout, /torn tail: .* \(\d+ bytes would be truncated\)/);
 
-    await writeStreams(cluster, "while-down", 10);
+    await cluster.createStreams("while-down", 10);
     await cluster.restart(victim);
     assert.match(
       readFileSync(node.stderrFile, "utf8"),
       /torn tail in the last WAL segment \(a write interrupted by a crash\); truncating it/,
     );
-    await writeStreams(cluster, "t-after", 5);
+    await cluster.createStreams("t-after", 5);
     await cluster.waitForConverged(15_000, { ids: cluster.ids() });
     const ids = await cluster.listStreamIds(victim);
     assert.equal(
