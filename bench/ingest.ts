@@ -1,0 +1,384 @@
+/**
+ * bench:ingest — how many agents one coordinator core keeps up with.
+ *
+ * Processes (all real, spawned with `node --import tsx`):
+ * - one coordinator ingest server (bench/ingest/server.ts "ours"): the real
+ *   AgentService + failure detector + history files behind common/rpc-server.ts
+ *   (connect-node), with a fake single-node leader ClusterHandle;
+ * - 4 agent processes (bench/ingest/agents.ts), each multiplexing a quarter
+ *   of the agent streams over grpc-js (50 streams per HTTP/2 connection),
+ *   every stream sending a ~30-sample Report at 1 Hz;
+ * - in the same run, a decode-only grpc-js baseline server
+ *   (bench/ingest/server.ts "baseline") fed the same messages.
+ *
+ * The agent count ramps up (stages) within a total time budget. Per stage,
+ * after a warm-up: reports/s and samples/s the server sustained, its own CPU
+ * (process.cpuUsage, all threads) → reports per CPU-second (= agents at 1 Hz
+ * per core), and ingest-to-window latency (agent send → report in the
+ * windows) p50/p99. "keeps up" = received >= 97 % of sent and p99 < 1 s.
+ *
+ *   npm run bench:ingest [-- --stages 2000,5000,10000,20000 --budget-s 90]
+ *
+ * Prints a table and writes bench/results/ingest.json.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+};
+const stagesOurs = arg("--stages", "2500,5000,10000,20000").split(",").map(Number);
+/** Baseline stages; default: the first and the last stage our server was measured at. */
+const baselineStagesArg = arg("--baseline-stages", "");
+const budgetMs = Number(arg("--budget-s", "90")) * 1000;
+const warmupMs = Number(arg("--warmup-s", "3")) * 1000;
+const measureMs = Number(arg("--measure-s", "5")) * 1000;
+const agentProcs = Number(arg("--agent-procs", "4"));
+const streamsPerConn = Number(arg("--streams-per-conn", "50"));
+/** Streams per agent process waiting for their Welcome at once (closed-loop ramp). */
+const pendingMax = Number(arg("--pending-max", "500"));
+const TARGET_AGENTS_PER_CORE = 20_000;
+const here = import.meta.dirname;
+const started = performance.now();
+const loadAvgAtStart = loadavg();
+let phaseDeadline = started + budgetMs;
+const left = () => phaseDeadline - performance.now();
+
+type Msg = Record<string, number | string | boolean> & { type: string };
+
+/** --cpu-prof-dir <dir>: the coordinator server writes a V8 CPU profile there. */
+const cpuProfDir = arg("--cpu-prof-dir", "");
+
+function spawnChild(file: string, args: string[], profile = false): ChildProcess {
+  return fork(join(here, "ingest", file), args, {
+    execArgv: [
+      "--import",
+      "tsx",
+      ...(profile && cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : []),
+    ],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+}
+
+function nextMessage(child: ChildProcess, type: string, timeoutMs: number): Promise<Msg> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      child.off("message", on);
+      reject(new Error(`no "${type}" from child ${child.pid} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const on = (m: Msg) => {
+      if (m.type !== type) return;
+      clearTimeout(t);
+      child.off("message", on);
+      resolve(m);
+    };
+    child.on("message", on);
+  });
+}
+
+async function ask(
+  child: ChildProcess,
+  type: string,
+  extra: Record<string, unknown> = {},
+  timeoutMs = 10_000,
+  reply = type,
+) {
+  const p = nextMessage(child, reply, timeoutMs);
+  child.send({ type, ...extra });
+  return p;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface StageResult {
+  mode: "ours" | "baseline";
+  agents: number;
+  streamsOpen: number;
+  seconds: number;
+  sentPerS: number;
+  reportsPerS: number;
+  samplesPerS: number;
+  serverCores: number;
+  reportsPerCoreS: number;
+  samplesPerCoreS: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  latencyMaxMs: number;
+  agentCores: number;
+  serverRssMb: number;
+  keepsUp: boolean;
+  streamErrors: number;
+  detail: Record<string, unknown>;
+}
+
+const sum = (xs: Msg[], k: string) => xs.reduce((a, m) => a + Number(m[k] ?? 0), 0);
+
+async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<StageResult[]> {
+  const out: StageResult[] = [];
+  const server = spawnChild("server.ts", [mode], true);
+  const ready = await nextMessage(server, "ready", 30_000);
+  const address = String(ready.address);
+  const agents = Array.from({ length: agentProcs }, (_, i) =>
+    spawnChild("agents.ts", [String(i), String(streamsPerConn), String(pendingMax)]),
+  );
+  await Promise.all(agents.map((a) => nextMessage(a, "ready", 30_000)));
+  try {
+    // Welcomes per second seen in the previous stage: estimates the next ramp.
+    let rampRatePerS = 1000;
+    let open = 0;
+    for (const count of stages) {
+      // A stage needs ramp + warm-up + measurement; skip what no longer fits.
+      const rampMs = ((count - open) / rampRatePerS) * 1000;
+      if (left() < rampMs + warmupMs + measureMs + 2000) {
+        process.stderr.write(`skipping ${mode} at ${count} agents: time budget used up\n`);
+        break;
+      }
+      const per = Math.ceil(count / agentProcs);
+      await Promise.all(
+        agents.map((a) => ask(a, "target", { address, count: per }, 10_000, "opening")),
+      );
+      // Wait (bounded by the budget) for the Welcomes; measure what opened.
+      const rampStart = performance.now();
+      const welcomeDeadline =
+        rampStart + Math.max(1000, Math.min(30_000, left() - warmupMs - measureMs - 1000));
+      let welcomed = 0;
+      while (performance.now() < welcomeDeadline) {
+        const st = await Promise.all(agents.map((a) => ask(a, "stats")));
+        welcomed = sum(st, "welcomed");
+        if (welcomed >= per * agentProcs * 0.99) break;
+        await sleep(250);
+      }
+      rampRatePerS = Math.max(100, ((welcomed - open) / (performance.now() - rampStart)) * 1000);
+      open = welcomed;
+      await sleep(warmupMs);
+      const [s1, a1] = await Promise.all([
+        ask(server, "stats"),
+        Promise.all(agents.map((a) => ask(a, "stats"))),
+      ]);
+      await sleep(measureMs);
+      const [s2, a2] = await Promise.all([
+        ask(server, "stats"),
+        Promise.all(agents.map((a) => ask(a, "stats"))),
+      ]);
+      const secs = (Number(s2.atMs) - Number(s1.atMs)) / 1000;
+      const cpuS = (Number(s2.cpuUs) - Number(s1.cpuUs)) / 1e6;
+      const reports = Number(s2.reports) - Number(s1.reports);
+      const samples = Number(s2.samples) - Number(s1.samples);
+      const sent = sum(a2, "sent") - sum(a1, "sent");
+      const r: StageResult = {
+        mode,
+        agents: count,
+        streamsOpen: welcomed,
+        seconds: secs,
+        sentPerS: sent / secs,
+        reportsPerS: reports / secs,
+        samplesPerS: samples / secs,
+        serverCores: cpuS / secs,
+        reportsPerCoreS: reports / cpuS,
+        samplesPerCoreS: samples / cpuS,
+        latencyP50Ms: Number(s2.latencyP50Ms),
+        latencyP99Ms: Number(s2.latencyP99Ms),
+        latencyMaxMs: Number(s2.latencyMaxMs),
+        agentCores: (sum(a2, "cpuUs") - sum(a1, "cpuUs")) / 1e6 / secs,
+        serverRssMb: Number(s2.rssBytes) / 1048576,
+        keepsUp: false,
+        streamErrors: sum(a2, "errors"),
+        detail: Object.fromEntries(
+          Object.entries(s2).filter(([k]) =>
+            [
+              "activeStreams",
+              "duplicates",
+              "rejected",
+              "historyRecords",
+              "historyDropped",
+              "statusProposals",
+              "stallMs",
+              "down",
+              "suspect",
+              "heapUsedBytes",
+              "externalBytes",
+              "arrayBuffersBytes",
+            ].includes(k),
+          ),
+        ),
+      };
+      r.keepsUp =
+        r.reportsPerS >= 0.97 * r.sentPerS &&
+        r.sentPerS >= 0.97 * welcomed &&
+        r.latencyP99Ms < 1000;
+      out.push(r);
+      process.stderr.write(
+        `${mode} ${count} agents: ${r.reportsPerS.toFixed(0)} reports/s on ${r.serverCores.toFixed(2)} cores, p99 ${r.latencyP99Ms.toFixed(1)} ms\n`,
+      );
+      if (mode === "ours" && r.reportsPerS < 0.8 * r.sentPerS) {
+        // Far past saturation: a growing backlog, more agents measure nothing new.
+        break;
+      }
+    }
+  } finally {
+    await Promise.all(
+      agents.map((a) => ask(a, "stop", {}, 5000, "stopped").catch(() => a.kill("SIGKILL"))),
+    );
+    server.send({ type: "stop" });
+    await new Promise((r) => {
+      const t = setTimeout(() => {
+        server.kill("SIGKILL");
+        r(undefined);
+      }, 5000);
+      server.once("exit", () => {
+        clearTimeout(t);
+        r(undefined);
+      });
+    });
+    for (const a of agents) if (a.exitCode === null) a.kill("SIGKILL");
+  }
+  return out;
+}
+
+// Budget: our server's ramp ~55 %, the baseline up to ~85 %, the in-process split the rest.
+phaseDeadline = started + budgetMs * 0.55;
+const ours = await runPhase("ours", stagesOurs);
+phaseDeadline = started + budgetMs * 0.85;
+const stagesBaseline =
+  baselineStagesArg !== ""
+    ? baselineStagesArg.split(",").map(Number)
+    : [...new Set([ours[0]?.agents, ours[ours.length - 1]?.agents].filter((n) => n !== undefined))];
+const baseline = await runPhase("baseline", stagesBaseline);
+
+/** In-process cost split (no transport): decode only, decode + handler, handler only. */
+interface InprocResult {
+  decodeOnlyPerCoreS: number;
+  handlerPerCoreS: number;
+  handlerOnlyPerCoreS: number;
+  streams: number;
+}
+let inproc: InprocResult | undefined;
+{
+  const seconds = Math.max(
+    1,
+    Math.min(3, Math.floor((budgetMs - (performance.now() - started) - 4000) / 3000)),
+  );
+  const child = spawnChild("inproc.ts", ["2000", String(seconds)]);
+  try {
+    inproc = (await nextMessage(child, "inproc", 60_000)) as unknown as InprocResult;
+  } catch (err) {
+    process.stderr.write(`in-process split failed: ${String(err)}\n`);
+    child.kill("SIGKILL");
+  }
+}
+
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "-");
+const rows = [...ours, ...baseline];
+const header = [
+  "mode",
+  "agents",
+  "sent/s",
+  "reports/s",
+  "samples/s",
+  "srv cores",
+  "reports/core-s",
+  "samples/core-s",
+  "p50 ms",
+  "p99 ms",
+  "agent cores",
+  "rss MB",
+  "keeps up",
+];
+console.log(
+  `load average at start: ${loadAvgAtStart.map((x) => x.toFixed(1)).join(" ")} on ${cpus().length} CPUs`,
+);
+console.log(header.join("\t"));
+for (const r of rows) {
+  console.log(
+    [
+      r.mode,
+      r.agents,
+      fmt(r.sentPerS),
+      fmt(r.reportsPerS),
+      fmt(r.samplesPerS),
+      fmt(r.serverCores, 2),
+      fmt(r.reportsPerCoreS),
+      fmt(r.samplesPerCoreS),
+      fmt(r.latencyP50Ms, 1),
+      fmt(r.latencyP99Ms, 1),
+      fmt(r.agentCores, 2),
+      fmt(r.serverRssMb),
+      r.keepsUp ? "yes" : "no",
+    ].join("\t"),
+  );
+}
+
+// Ratio against the baseline at the same agent count (CPU per report).
+const ratios = baseline.map((b) => {
+  const o = ours.find((x) => x.agents === b.agents);
+  return {
+    agents: b.agents,
+    oursReportsPerCoreS: o?.reportsPerCoreS ?? Number.NaN,
+    baselineReportsPerCoreS: b.reportsPerCoreS,
+    oursOverBaseline: o ? o.reportsPerCoreS / b.reportsPerCoreS : Number.NaN,
+  };
+});
+for (const r of ratios) {
+  console.log(
+    `ratio at ${r.agents} agents: ours ${fmt(r.oursReportsPerCoreS)} vs decode-only grpc-js ${fmt(r.baselineReportsPerCoreS)} reports/core-s = ${fmt(r.oursOverBaseline, 2)}x`,
+  );
+}
+if (inproc !== undefined) {
+  const us = (perS: number) => fmt(1e6 / perS, 1);
+  console.log(
+    `in-process, no transport (${inproc.streams} streams): protobuf-es decode only ${fmt(inproc.decodeOnlyPerCoreS)} reports/core-s (${us(inproc.decodeOnlyPerCoreS)} us each); ` +
+      `ingest handler on pre-decoded reports ${fmt(inproc.handlerOnlyPerCoreS)} (${us(inproc.handlerOnlyPerCoreS)} us); ` +
+      `decode + handler ${fmt(inproc.handlerPerCoreS)} (${us(inproc.handlerPerCoreS)} us)`,
+  );
+}
+const keptUp = ours.filter((r) => r.keepsUp);
+const best = keptUp[keptUp.length - 1];
+const perCore = Math.max(...ours.map((r) => r.reportsPerCoreS));
+const verdict = {
+  targetAgentsPerCore: TARGET_AGENTS_PER_CORE,
+  largestStageKeptUp: best?.agents ?? 0,
+  measuredAgentsPerCoreAt1Hz: Math.round(perCore),
+  meetsTarget: perCore >= TARGET_AGENTS_PER_CORE,
+};
+console.log(
+  `one coordinator core: ~${verdict.measuredAgentsPerCoreAt1Hz} agents at 1 Hz (target ${TARGET_AGENTS_PER_CORE}): ${verdict.meetsTarget ? "meets" : "falls short"}; largest stage kept up: ${verdict.largestStageKeptUp}`,
+);
+
+mkdirSync(join(here, "results"), { recursive: true });
+writeFileSync(
+  join(here, "results", "ingest.json"),
+  `${JSON.stringify(
+    {
+      bench: "ingest",
+      at: new Date().toISOString(),
+      host: {
+        cpus: cpus().length,
+        model: cpus()[0]?.model ?? "",
+        node: process.version,
+        // Other work on the machine skews keeps-up and latency (not CPU per report).
+        loadAvgAtStart,
+        loadAvgAtEnd: loadavg(),
+      },
+      config: {
+        stagesOurs,
+        stagesBaseline,
+        warmupMs,
+        measureMs,
+        agentProcs,
+        streamsPerConn,
+        reportHz: 1,
+        samplesPerReport: 30,
+      },
+      stages: rows,
+      ratios,
+      inproc,
+      verdict,
+      elapsedS: (performance.now() - started) / 1000,
+    },
+    null,
+    2,
+  )}\n`,
+);

@@ -1,0 +1,203 @@
+/**
+ * Coordinator side of bench:ingest, one process per mode, driven over IPC:
+ *
+ * - "ours": the real AgentService (createAgentIngest) served by
+ *   common/rpc-server.ts (connect-node), with the failure detector fed by
+ *   ingest's liveness, history files in a temp dir, and a fake single-node
+ *   leader ClusterHandle over the real FSM.
+ * - "baseline": a plain @grpc/grpc-js server whose bidi handler only decodes
+ *   each AgentMessage with protobuf-es (and answers Hello with a Welcome so
+ *   agents proceed): the floor any gRPC ingest in Node pays for these bytes.
+ *
+ * Both record ingest-to-window latency from the "bench.sent_ms" sample (the
+ * agent's send time, performance.timeOrigin + now()) to the moment the report
+ * is in the windows (ours) or decoded (baseline).
+ *
+ * IPC: sends {type:"ready", address}; answers {type:"stats"} with cumulative
+ * counters, own CPU time (process.cpuUsage: all threads) and the latency
+ * quantiles since the previous stats request.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { systemClock } from "../../common/clock.ts";
+import { createLogger } from "../../common/log.ts";
+import { serve, startRpcServer } from "../../common/rpc-server.ts";
+import { createFailureDetector } from "../../coordinator/src/detect/index.ts";
+import { agentIngestReadMaxBytes, createAgentIngest } from "../../coordinator/src/ingest/index.ts";
+import {
+  type AgentMessage,
+  AgentMessageSchema,
+  AgentService,
+  CoordinatorMessageSchema,
+} from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import { createFakeCluster } from "../../test/unit/ingest/fake-cluster.ts";
+import { createLatencyHistogram } from "./histogram.ts";
+
+const mode = process.argv[2];
+if (mode !== "ours" && mode !== "baseline") {
+  process.stderr.write("usage: server.ts ours|baseline\n");
+  process.exit(2);
+}
+const send = (m: unknown) => process.send?.(m);
+const nowHiRes = () => performance.timeOrigin + performance.now();
+const latency = createLatencyHistogram();
+let reports = 0;
+let samples = 0;
+let close: () => Promise<void> = async () => {};
+let counts = () => ({ reports, samples });
+let extra: () => Record<string, unknown> = () => ({});
+
+const SENT = "bench.sent_ms";
+
+if (mode === "ours") {
+  const log = createLogger({ bench: "ingest-server" }, { level: "warn" });
+  const dir = mkdtempSync(join(tmpdir(), "understudy-bench-ingest-"));
+  const cluster = createFakeCluster(systemClock);
+  const limits = {
+    // Sized for 20 000 agents x ~30 series in one process (see the bench README line in ingest.ts).
+    componentsMax: 25_000,
+    rawSamplesPerSeries: 16,
+    historyBucketsPerSeries: 6,
+    seriesPerComponentMax: 40,
+    // The bench agents report at 1 Hz without extra heartbeats.
+    heartbeatIntervalMs: 1000,
+    ...(process.env.BENCH_ACK_INTERVAL_MS
+      ? { ackIntervalMs: Number(process.env.BENCH_ACK_INTERVAL_MS) }
+      : {}),
+  };
+  const ingest = createAgentIngest({
+    cluster,
+    clock: systemClock,
+    log,
+    limits,
+    historyDir: join(dir, "history"),
+  });
+  const detector = createFailureDetector({ cluster, clock: systemClock, log, graceMs: 5000 });
+  ingest.onLiveness((id, hb) => detector.observe(id, hb));
+  ingest.onReport((r) => {
+    const s0 = r.samples[0];
+    if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
+  });
+  await ingest.start();
+  detector.start();
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    services: [serve(AgentService, ingest.service)],
+    readMaxBytes: agentIngestReadMaxBytes(),
+  });
+  extra = () => {
+    const st = ingest.stats();
+    const d = detector.stats();
+    return {
+      activeStreams: st.activeStreams,
+      duplicates: st.duplicateReports,
+      rejected: Object.values(st.rejected).reduce((a, b) => a + b, 0),
+      historyRecords: st.history?.recordsWritten ?? 0,
+      historyDropped: st.history?.recordsDropped ?? 0,
+      statusProposals: d.proposed.suspect + d.proposed.down + d.proposed.healthy,
+      stallMs: d.stallTotalMs,
+      down: d.states.down,
+      suspect: d.states.suspect,
+    };
+  };
+  counts = () => {
+    const st = ingest.stats();
+    return { reports: st.reports, samples: st.samples };
+  };
+  close = async () => {
+    detector.close();
+    await ingest.close();
+    await server.close(500);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  send({ type: "ready", address: server.address });
+} else {
+  const server = new grpc.Server({ "grpc.max_receive_message_length": agentIngestReadMaxBytes() });
+  const welcome = Buffer.from(
+    toBinary(
+      CoordinatorMessageSchema,
+      create(CoordinatorMessageSchema, {
+        body: { case: "welcome", value: { leaderId: "base", term: 1n, heartbeatIntervalMs: 1000 } },
+      }),
+    ),
+  );
+  let streams = 0;
+  server.addService(
+    {
+      connect: {
+        path: "/understudy.agent.v1.AgentService/Connect",
+        requestStream: true,
+        responseStream: true,
+        requestDeserialize: (b: Buffer) => fromBinary(AgentMessageSchema, b),
+        requestSerialize: (m: AgentMessage) => Buffer.from(toBinary(AgentMessageSchema, m)),
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      },
+    },
+    {
+      connect: (call: grpc.ServerDuplexStream<AgentMessage, Buffer>) => {
+        streams++;
+        call.on("data", (m: AgentMessage) => {
+          if (m.body.case === "hello") {
+            call.write(welcome);
+          } else if (m.body.case === "report") {
+            reports++;
+            samples += m.body.value.samples.length;
+            const s0 = m.body.value.samples[0];
+            if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
+          }
+        });
+        call.on("end", () => {
+          streams--;
+          call.end();
+        });
+        call.on("error", () => {
+          streams--;
+        });
+      },
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  extra = () => ({ activeStreams: streams });
+  close = async () => {
+    server.forceShutdown();
+  };
+  send({ type: "ready", address: `127.0.0.1:${port}` });
+}
+
+process.on("message", async (m: { type: string }) => {
+  if (m.type === "stats") {
+    const cpu = process.cpuUsage();
+    send({
+      type: "stats",
+      atMs: performance.now(),
+      cpuUs: cpu.user + cpu.system,
+      ...counts(),
+      latencyP50Ms: latency.quantile(0.5),
+      latencyP99Ms: latency.quantile(0.99),
+      latencyMaxMs: latency.max(),
+      latencyCount: latency.count,
+      ...(() => {
+        const m = process.memoryUsage();
+        return {
+          rssBytes: m.rss,
+          heapUsedBytes: m.heapUsed,
+          externalBytes: m.external,
+          arrayBuffersBytes: m.arrayBuffers,
+        };
+      })(),
+      ...extra(),
+    });
+    latency.reset();
+  } else if (m.type === "stop") {
+    await close();
+    process.exit(0);
+  }
+});
