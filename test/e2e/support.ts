@@ -78,8 +78,10 @@ export async function waitUntil<T>(
 export async function getText(
   url: string,
   timeoutMs = 5000,
+  signal?: AbortSignal,
 ): Promise<{ status: number; text: string }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const res = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
   return { status: res.status, text: await res.text() };
 }
 

@@ -1,0 +1,240 @@
+/**
+ * Acceptance ("Live data plane") with real processes on loopback: `understudy
+ * source` encoders pushing the looping fixture to `understudy packager`
+ * origins, read from outside as a player would (plain and blocking playlist
+ * reloads, m3u8-parser as an independent reader).
+ *
+ * Static pool: two sources (pool size 2, unit shard: even shards from enc-0,
+ * odd from enc-1) each push to all three packagers. Replicas fed the same
+ * shards must write byte-identical playlists; losing a replica must not
+ * disturb the others.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { parseStrict } from "../packager/parse-m3u8.ts";
+import {
+  checkNumbering,
+  maxInterArrivalMs,
+  partIndex,
+  partsOf,
+  playlistsAtSamePart,
+  segmentMsns,
+  watchPlaylist,
+} from "./live-playlists.ts";
+import {
+  closedSegments,
+  createRun,
+  type E2ERun,
+  freePorts,
+  getText,
+  type PackagerProc,
+  partDurationMs,
+  renditionIds,
+  segmentDurationMs,
+  sleep,
+  startStaticPackager,
+  startStaticSource,
+  timelineOriginMs,
+  waitUntil,
+} from "./support.ts";
+
+const streamId = "live";
+
+/** "No gap longer than one part": a new part shows up at least every two part durations. */
+const partGapMaxMs = 2 * partDurationMs;
+
+async function sha256Of(url: string): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  assert.equal(res.status, 200, `${url}: ${res.status}`);
+  return createHash("sha256")
+    .update(Buffer.from(await res.arrayBuffer()))
+    .digest("hex");
+}
+
+/** Minimal well-formedness of the MPD (no XML parser is installed): every element closes, in order. */
+function checkXmlNesting(xml: string): void {
+  const stack: string[] = [];
+  for (const m of xml.matchAll(/<(\/?)([A-Za-z][\w:.-]*)[^>]*?(\/?)>/g)) {
+    const [, closing, name, selfClosing] = m;
+    if (selfClosing) continue;
+    if (closing) assert.equal(stack.pop(), name, `MPD: </${name}> closes the wrong element`);
+    else stack.push(name!);
+  }
+  assert.deepEqual(stack, [], "MPD: unclosed elements");
+}
+
+describe("data plane: a static encoder pool feeding three packager replicas (real processes)", function () {
+  this.timeout(60_000);
+  let run: E2ERun;
+  let packagers: PackagerProc[];
+
+  before(async () => {
+    run = createRun("static-pool");
+    const ports = await freePorts(3);
+    packagers = await Promise.all(
+      ports.map((port, i) => startStaticPackager(run, `pkg-${i + 1}`, port, streamId)),
+    );
+    const originMs = timelineOriginMs();
+    const targets = packagers.map((p) => p.url);
+    await Promise.all(
+      [0, 1].map((index) =>
+        startStaticSource(run, {
+          encoderId: `enc-${index}`,
+          streamId,
+          originMs,
+          index,
+          size: 2,
+          unit: "shard",
+          targets,
+        }),
+      ),
+    );
+    await waitUntil("3 closed segments of every rendition on every replica", 30_000, async () => {
+      for (const p of packagers)
+        for (const r of renditionIds) {
+          const res = await getText(`${p.url}/live/${streamId}/${r}/index.m3u8`);
+          if (res.status !== 200 || closedSegments(res.text) < 3) return undefined;
+        }
+      return true;
+    });
+  });
+
+  after(async () => {
+    await run?.cleanup();
+  });
+
+  it("(a) replicas write byte-identical playlists and segments that m3u8-parser reads without warnings", async () => {
+    const urls = packagers.map((p) => p.url);
+    // Multivariant: identical, relative URIs, both renditions.
+    const masters = await Promise.all(
+      urls.map((u) => getText(`${u}/live/${streamId}/master.m3u8`)),
+    );
+    for (const m of masters)
+      assert.equal(m.text, masters[0]!.text, "multivariant playlists differ");
+    const master = parseStrict(masters[0]!.text);
+    assert.deepEqual(
+      master.playlists?.map((p) => p.uri),
+      renditionIds.map((r) => `${r}/index.m3u8`),
+    );
+
+    // Media playlists in the same state (blocking reload on the same part) are byte-identical.
+    const rounds = 4;
+    let identical = 0;
+    for (const r of renditionIds) {
+      for (let i = 0; i < rounds; i++) {
+        const { at, texts } = await playlistsAtSamePart(urls, `/live/${streamId}/${r}/index.m3u8`);
+        texts.forEach((t, k) => {
+          assert.equal(
+            t,
+            texts[0],
+            `${r} at ${at.msn}.${at.part}: ${urls[k]} differs from ${urls[0]}`,
+          );
+          checkNumbering(t, `${urls[k]} ${r}`);
+        });
+        identical++;
+        const m = parseStrict(texts[0]!);
+        assert.equal(m.targetDuration, segmentDurationMs / 1000);
+        assert.equal(m.partTargetDuration, partDurationMs / 1000);
+        assert.ok(m.segments.length >= 3, texts[0]);
+        for (const s of m.segments) assert.equal(s.duration, segmentDurationMs / 1000);
+        // The open segment: its published parts and the preload hint for the next one.
+        assert.equal(m.preloadSegment?.preloadHints?.length, 1, texts[0]);
+        assert.equal(m.renditionReports?.length, 1, texts[0]);
+      }
+    }
+
+    // Closed segments and parts: the same bytes on every replica.
+    const media = (await getText(`${urls[0]}/live/${streamId}/360p/index.m3u8`)).text;
+    const msn = segmentMsns(media).at(-1)!;
+    const part = partsOf(media).at(-1)!;
+    for (const path of [
+      `360p/${msn}.m4s`,
+      `180p/${msn}.m4s`,
+      `360p/${part.msn}.${part.part}.m4s`,
+      "360p/init.mp4",
+    ]) {
+      const sums = await Promise.all(urls.map((u) => sha256Of(`${u}/live/${streamId}/${path}`)));
+      for (const s of sums) assert.equal(s, sums[0], `${path} differs between replicas`);
+    }
+
+    // DASH: the MPD of every replica is the same document (it changes only when a segment
+    // closes: retry a concurrent fetch that straddled one), and numbers segments as HLS does.
+    const mpds = await waitUntil("identical MPDs from the three replicas", 5000, async () => {
+      const t = await Promise.all(urls.map((u) => getText(`${u}/live/${streamId}/manifest.mpd`)));
+      return t.every((x) => x.status === 200 && x.text === t[0]!.text) ? t : undefined;
+    });
+    const mpd = mpds[0]!.text;
+    checkXmlNesting(mpd);
+    assert.ok(!/https?:\/\//.test(mpd), `MPD URLs must be relative:\n${mpd}`);
+    const hls = (await getText(`${urls[0]}/live/${streamId}/360p/index.m3u8`)).text;
+    const rep =
+      /<Representation id="360p"[\s\S]*?startNumber="(\d+)"[\s\S]*?<S t="(\d+)" d="(\d+)"(?: r="(\d+)")?\/>/.exec(
+        mpd,
+      );
+    assert.ok(rep, mpd);
+    const [startNumber, t, d, r] = [
+      Number(rep[1]),
+      Number(rep[2]),
+      Number(rep[3]),
+      Number(rep[4] ?? 0),
+    ];
+    assert.equal(d, segmentDurationMs, "DASH segment duration");
+    assert.equal(
+      t,
+      startNumber * segmentDurationMs,
+      "DASH S@t is the segment's media time since the origin",
+    );
+    const lastDash = startNumber + r;
+    const hlsMsns = segmentMsns(hls);
+    assert.ok(
+      hlsMsns.includes(lastDash) || hlsMsns.at(-1)! + 1 === lastDash,
+      `DASH last $Number$ ${lastDash} vs HLS segments ${hlsMsns.join(",")}`,
+    );
+    assert.equal(
+      await sha256Of(`${urls[0]}/live/${streamId}/360p/${startNumber}.m4s`),
+      await sha256Of(`${urls[1]}/live/${streamId}/360p/${startNumber}.m4s`),
+    );
+    process.stdout.write(
+      `      ${identical} rounds of 3 byte-identical media playlists (2 renditions); MPD identical, startNumber ${startNumber}\n`,
+    );
+  });
+
+  it("(b) SIGKILL one replica: the others keep numbering and never miss more than one part", async () => {
+    const path = `/live/${streamId}/360p/index.m3u8`;
+    const watchers = packagers.map((p) => watchPlaylist(p.url, path));
+    await sleep(3000);
+    const victim = packagers[2]!;
+    const killedAt = Date.now();
+    await victim.proc.kill();
+    await sleep(5000);
+    await Promise.all(watchers.map((w) => w.stop()));
+    const survivors = [0, 1];
+    const lines: string[] = [];
+    for (const i of survivors) {
+      const w = watchers[i]!;
+      const who = packagers[i]!.id;
+      assert.deepEqual(w.errors, [], `${who} watcher`);
+      const after = w.arrivals.filter((a) => a.atMs > killedAt);
+      assert.ok(after.length >= 8, `${who}: only ${after.length} new parts in 5 s after the kill`);
+      const gap = maxInterArrivalMs(w.arrivals);
+      assert.ok(gap <= partGapMaxMs, `${who}: ${gap} ms without a new part (max ${partGapMaxMs})`);
+      for (let k = 1; k < w.mediaSequences.length; k++)
+        assert.ok(
+          w.mediaSequences[k]! >= w.mediaSequences[k - 1]!,
+          `${who}: media sequence went down`,
+        );
+      const first = w.arrivals[0]!;
+      const last = w.arrivals.at(-1)!;
+      lines.push(
+        `${who}: parts ${first.msn}.${first.part}..${last.msn}.${last.part} (${partIndex(last) - partIndex(first) + 1} contiguous), max gap ${gap} ms`,
+      );
+    }
+    // The two survivors still agree byte for byte.
+    const { texts } = await playlistsAtSamePart(
+      survivors.map((i) => packagers[i]!.url),
+      path,
+    );
+    assert.equal(texts[1], texts[0], "survivors' playlists differ after the kill");
+    process.stdout.write(`      ${lines.join("; ")}\n`);
+  });
+});
