@@ -161,7 +161,8 @@ function pick(doc: Record<string, unknown>, ...keys: string[]): number | undefin
 }
 
 /**
- * packager-node `/status`: its own nested document (ingest.lagMs.p50/p99,
+ * packager-node `/status`: its own nested document (ingest.recentLagMs.p50/p99
+ * over the last 5 s, else the 60 s ingest.lagMs,
  * http.errorRatio, http.requestsPerSecond, cache.hitRatio, draining), or the
  * flat JSON form of packager.v1 GetStatusResponse (ingestLatencyP50Ms, ...,
  * snake_case accepted) that other packagers may expose.
@@ -176,13 +177,20 @@ export function parsePackagerStatus(doc: unknown): {
   const d = doc as Record<string, unknown>;
   const p50 = pick(
     d,
+    "ingest.recentLagMs.p50",
     "ingest.lagMs.p50",
     "ingestLatencyP50Ms",
     "ingest_latency_p50_ms",
     "ingestLatencyMs",
     "ingest_latency_ms",
   );
-  const p99 = pick(d, "ingest.lagMs.p99", "ingestLatencyP99Ms", "ingest_latency_p99_ms");
+  const p99 = pick(
+    d,
+    "ingest.recentLagMs.p99",
+    "ingest.lagMs.p99",
+    "ingestLatencyP99Ms",
+    "ingest_latency_p99_ms",
+  );
   const errorRatio = pick(
     d,
     "http.errorRatio",

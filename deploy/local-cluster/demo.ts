@@ -93,7 +93,7 @@ interface Cluster {
   stop(): Promise<void>;
 }
 
-async function startCluster(runDir: string, predictive: boolean): Promise<Cluster> {
+export async function startCluster(runDir: string, predictive: boolean): Promise<Cluster> {
   const nats = await startNatsServer();
   const sup = createSupervisor({ runDir });
   const ports = await freePorts(3 + 3 + 3 + 3);
@@ -154,6 +154,9 @@ async function startCluster(runDir: string, predictive: boolean): Promise<Cluste
           coordinator: { addresses },
           sampling: { intervalMs: 1000, heartbeatIntervalMs: 250 },
           probes: { packagerStatusUrl: `http://${http}/status` },
+          // The agent watches the packager process: if it dies while the
+          // agent lives, the coordinator learns it from proc.up.
+          watch: { pid: proc.pid() },
           logLevel: "warn",
         },
         { ready: "spawn" },
@@ -187,7 +190,7 @@ async function startCluster(runDir: string, predictive: boolean): Promise<Cluste
   };
 }
 
-async function leaderOf(cluster: Cluster): Promise<{ id: string; api: string } | undefined> {
+export async function leaderOf(cluster: Cluster): Promise<{ id: string; api: string } | undefined> {
   for (const c of cluster.coordinators) {
     if (!c.proc.running()) continue;
     const client = createGrpcClient(ClusterService, c.api);
@@ -203,6 +206,86 @@ async function leaderOf(cluster: Cluster): Promise<{ id: string; api: string } |
   return undefined;
 }
 
+/** Creates the demo stream, starts the encoder pool, waits until a packager serves it. */
+export async function startStream(cluster: Cluster) {
+  const leader = await waitUntil("a coordinator leader", 15_000, () => leaderOf(cluster));
+  say(`leader is ${leader.id}`);
+  const origin = Math.floor(Date.now() / 2000) * 2000;
+  const spec = {
+    id: "demo",
+    displayName: "understudy demo",
+    renditions: [
+      {
+        id: "360p",
+        bandwidthBps: 709_684n,
+        width: 640,
+        height: 360,
+        frameRate: 30,
+        codecs: "avc1.42c01e,mp4a.40.2",
+      },
+      {
+        id: "180p",
+        bandwidthBps: 292_064n,
+        width: 320,
+        height: 180,
+        frameRate: 30,
+        codecs: "avc1.42c01e,mp4a.40.2",
+      },
+    ],
+    shardDurationMs: 500,
+    segmentPolicy: {
+      segmentDurationTargetMs: 2000,
+      segmentDurationMinMs: 500,
+      segmentDurationMaxMs: 4000,
+      partDurationMs: 500,
+    },
+    replicationFactor: 2,
+    latencyMode: LatencyMode.LOW_LATENCY,
+    placement: { zoneAntiAffinity: true },
+    timelineOriginUnixMs: BigInt(origin),
+  };
+  // A write can meet a leader change (the machine is busy starting every
+  // process): retry on whichever node leads, with the same request id so it
+  // applies once.
+  await waitUntil("the stream to be created", 20_000, async () => {
+    const l = await leaderOf(cluster);
+    if (!l) return undefined;
+    const c = createGrpcClient(StreamService, l.api);
+    try {
+      await c.createStream({ spec, requestId: "demo-create" }, { timeoutMs: 5000 });
+      return true;
+    } finally {
+      c.close();
+    }
+  });
+  const addresses = cluster.coordinators.map((c) => c.api);
+  for (const [i, e] of ["enc-1", "enc-2"].entries()) {
+    await cluster.sup.start(
+      e,
+      "source",
+      { streamId: "demo", encoderId: e, coordinator: { addresses }, logLevel: "warn" },
+      { ready: "spawn" },
+    );
+    void i;
+  }
+  // The primary is whoever placement chose; wait until it serves playlists.
+  const primary = await waitUntil("the stream to be placed and served", 30_000, async () => {
+    const c = createGrpcClient(StreamService, leader.api);
+    try {
+      const s = await c.getStream({ streamId: "demo", staleOk: true }, { timeoutMs: 1000 });
+      void s;
+    } finally {
+      c.close();
+    }
+    for (const p of cluster.packagers) {
+      const r = await fetch(`${p.http}/live/demo/360p/index.m3u8`).catch(() => undefined);
+      if (r?.ok && (await r.text()).includes("#EXTINF")) return p;
+    }
+    return undefined;
+  });
+  return { leader, spec, addresses, primary };
+}
+
 async function runScenario(
   mode: "predictive" | "reactive",
   viewers: number,
@@ -214,81 +297,7 @@ async function runScenario(
   const cluster = await startCluster(runDir, mode === "predictive");
   const errors: string[] = [];
   try {
-    const leader = await waitUntil("a coordinator leader", 15_000, () => leaderOf(cluster));
-    say(`leader is ${leader.id}`);
-    const origin = Math.floor(Date.now() / 2000) * 2000;
-    const spec = {
-      id: "demo",
-      displayName: "understudy demo",
-      renditions: [
-        {
-          id: "360p",
-          bandwidthBps: 709_684n,
-          width: 640,
-          height: 360,
-          frameRate: 30,
-          codecs: "avc1.42c01e,mp4a.40.2",
-        },
-        {
-          id: "180p",
-          bandwidthBps: 292_064n,
-          width: 320,
-          height: 180,
-          frameRate: 30,
-          codecs: "avc1.42c01e,mp4a.40.2",
-        },
-      ],
-      shardDurationMs: 500,
-      segmentPolicy: {
-        segmentDurationTargetMs: 2000,
-        segmentDurationMinMs: 500,
-        segmentDurationMaxMs: 4000,
-        partDurationMs: 500,
-      },
-      replicationFactor: 2,
-      latencyMode: LatencyMode.LOW_LATENCY,
-      placement: { zoneAntiAffinity: true },
-      timelineOriginUnixMs: BigInt(origin),
-    };
-    // A write can meet a leader change (the machine is busy starting every
-    // process): retry on whichever node leads, with the same request id so it
-    // applies once.
-    await waitUntil("the stream to be created", 20_000, async () => {
-      const l = await leaderOf(cluster);
-      if (!l) return undefined;
-      const c = createGrpcClient(StreamService, l.api);
-      try {
-        await c.createStream({ spec, requestId: "demo-create" }, { timeoutMs: 5000 });
-        return true;
-      } finally {
-        c.close();
-      }
-    });
-    const addresses = cluster.coordinators.map((c) => c.api);
-    for (const [i, e] of ["enc-1", "enc-2"].entries()) {
-      await cluster.sup.start(
-        e,
-        "source",
-        { streamId: "demo", encoderId: e, coordinator: { addresses }, logLevel: "warn" },
-        { ready: "spawn" },
-      );
-      void i;
-    }
-    // The primary is whoever placement chose; wait until it serves playlists.
-    const primary = await waitUntil("the stream to be placed and served", 30_000, async () => {
-      const c = createGrpcClient(StreamService, leader.api);
-      try {
-        const s = await c.getStream({ streamId: "demo", staleOk: true }, { timeoutMs: 1000 });
-        void s;
-      } finally {
-        c.close();
-      }
-      for (const p of cluster.packagers) {
-        const r = await fetch(`${p.http}/live/demo/360p/index.m3u8`).catch(() => undefined);
-        if (r?.ok && (await r.text()).includes("#EXTINF")) return p;
-      }
-      return undefined;
-    });
+    const { leader, spec, addresses, primary } = await startStream(cluster);
     say(`stream "demo" is live; ${primary.id} serves it`);
     const coordinatorUrls = addresses.map((a) => `http://${a}`);
     const viewing = runViewers({

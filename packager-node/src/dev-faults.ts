@@ -2,13 +2,15 @@
  * DEVELOPMENT ONLY: fault injection for the demo and tests. It exists only
  * when the process was started with `--dev-fault-injection`; without that
  * flag `/dev/fault` is a 404 like any unknown path. A "degrade" fault makes
- * the node fail the way real origins often do — slowly: ingest handling gets
- * slower (the ingest-lag the agent reports climbs) and the process leaks
- * memory, both ramping linearly over `rampMs`. Viewers keep being served
- * until the process is killed, which is exactly when a predictive system must
- * already have moved them.
+ * the node fail the way real origins often do — slowly, then fast: ingest
+ * handling backs up like a queue that cannot drain (the delay doubles at a
+ * steady rate, from 10 ms to `ingestDelayMaxMs` at `rampMs`; "linear" ramps
+ * evenly instead) and the process leaks memory linearly up to `leakBytesMax`.
+ * Viewers of this origin are unaffected at first and stall once the delay
+ * reaches about a second, which is when a predictive system must already
+ * have moved them.
  *
- *   POST   /dev/fault  {"kind":"degrade","rampMs":30000,"ingestDelayMaxMs":900,"leakBytesMax":268435456}
+ *   POST   /dev/fault  {"kind":"degrade","rampMs":20000,"ingestDelayMaxMs":5000,"shape":"exponential","leakBytesMax":268435456}
  *   DELETE /dev/fault  stops the fault and frees the leaked memory
  *   GET    /dev/fault  current fault state
  */
@@ -18,6 +20,7 @@ import type { Logger } from "../../common/log.ts";
 
 export interface DegradeFault {
   readonly kind: "degrade";
+  readonly shape: "exponential" | "linear";
   readonly rampMs: number;
   readonly ingestDelayMaxMs: number;
   readonly leakBytesMax: number;
@@ -61,7 +64,13 @@ export function createFaultInjector(clock: Clock, log: Logger): FaultInjector {
   };
 
   return {
-    ingestDelayMs: () => (fault ? Math.round(progress() * fault.ingestDelayMaxMs) : 0),
+    ingestDelayMs: () => {
+      if (!fault) return 0;
+      const p = progress();
+      if (fault.shape === "linear") return Math.round(p * fault.ingestDelayMaxMs);
+      const startMs = Math.min(10, fault.ingestDelayMaxMs);
+      return Math.round(startMs * (fault.ingestDelayMaxMs / startMs) ** p);
+    },
     stop,
     async handle(req, res, path) {
       if (path !== "/dev/fault") return false;
@@ -109,8 +118,13 @@ export function createFaultInjector(clock: Clock, log: Logger): FaultInjector {
         reply(res, 400, { error: 'kind: must be "degrade"' });
         return true;
       }
+      const shape = body.shape ?? "exponential";
+      if (shape !== "exponential" && shape !== "linear") {
+        reply(res, 400, { error: 'shape: must be "exponential" or "linear"' });
+        return true;
+      }
       const rampMs = num("rampMs", 30_000, limits.rampMsMax);
-      const ingestDelayMaxMs = num("ingestDelayMaxMs", 900, limits.ingestDelayMaxMs);
+      const ingestDelayMaxMs = num("ingestDelayMaxMs", 5000, limits.ingestDelayMaxMs);
       const leakBytesMax = num("leakBytesMax", 256 * 1024 ** 2, limits.leakBytesMax);
       const bad = [rampMs, ingestDelayMaxMs, leakBytesMax].find((v) => typeof v === "string");
       if (bad !== undefined || (rampMs as number) < 1) {
@@ -120,6 +134,7 @@ export function createFaultInjector(clock: Clock, log: Logger): FaultInjector {
       stop();
       fault = {
         kind: "degrade",
+        shape,
         rampMs: rampMs as number,
         ingestDelayMaxMs: ingestDelayMaxMs as number,
         leakBytesMax: leakBytesMax as number,

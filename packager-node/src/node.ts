@@ -57,6 +57,8 @@ export interface StatusReport {
   };
   ingest: {
     lagMs: { p50: number | null; p99: number | null };
+    /** Over the last 5 s (the 60 s figures above react slowly). */
+    recentLagMs: { p50: number | null; p99: number | null };
     processingMs: { p50: number | null; p99: number | null };
   };
   cache: {
@@ -239,6 +241,7 @@ export function createPackagerNode(
       },
       ingest: {
         lagMs: { p50: nn(sum.ingestLagP50Ms), p99: nn(sum.ingestLagP99Ms) },
+        recentLagMs: { p50: nn(sum.ingestLagRecentP50Ms), p99: nn(sum.ingestLagRecentP99Ms) },
         processingMs: { p50: nn(sum.ingestProcessingP50Ms), p99: nn(sum.ingestProcessingP99Ms) },
       },
       cache: store

@@ -42,6 +42,11 @@ describe("packager-node dev fault injection", function () {
       assert.equal(badRamp.status, 400);
       assert.match(await badRamp.text(), /rampMs/);
       assert.equal((await fetch(`${base}/dev/fault`, { method: "PUT" })).status, 405);
+      const badShape = await fetch(`${base}/dev/fault`, {
+        method: "POST",
+        body: '{"kind":"degrade","shape":"cubic"}',
+      });
+      assert.equal(badShape.status, 400);
 
       const ok = await fetch(`${base}/dev/fault`, {
         method: "POST",

@@ -484,6 +484,14 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     if (!r.ok) throw new ConnectError(r.message, r.code);
     const h = fsm.handover(id);
     if (!h) throw new ConnectError(`handover ${id} missing after commit`, Code.Internal);
+    log.info("handover begun", {
+      handover: id,
+      stream: req.streamId,
+      from: from.id,
+      to: to.id,
+      reason: HandoverReason[req.reason],
+      probability: req.probability ?? 0,
+    });
     drive(id);
     return h;
   };
@@ -494,7 +502,13 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     probability: number,
     detail: string,
   ) => {
-    if (!isLeader()) return;
+    if (!isLeader()) {
+      log.info("not handing over yet: this leader has not caught up with the log", {
+        component: componentId,
+        detail,
+      });
+      return;
+    }
     for (const sid of streamsServedBy(componentId)) {
       const open = fsm.handovers().some((h) => h.streamId === sid && isHandoverOpen(h));
       if (open) continue;

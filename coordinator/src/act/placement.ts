@@ -20,6 +20,13 @@ export interface PlacementOptions {
   readonly log: Logger;
   /** Period of a planning round. */
   readonly intervalMs?: number;
+  /**
+   * When the handover orchestrator runs, a stream whose primary just failed
+   * is its job (a prepared standby, a switch point, notices); placement waits
+   * this long after the primary's status change before replanning it itself
+   * (e.g. when no standby could be found). 0 = never wait.
+   */
+  readonly deferPrimaryFailuresMs?: number;
 }
 
 export interface PlacementLoop {
@@ -96,13 +103,32 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
     running = true;
     try {
       const now = cluster.clock.nowMs();
+      const deferMs = opts.deferPrimaryFailuresMs ?? 0;
+      const primaryJustFailed = (id: string) => {
+        if (deferMs <= 0) return false;
+        for (const a of fsm.assignments(id)?.assignments ?? []) {
+          if (a.lastMsn !== undefined) continue;
+          const p = fsm.component(a.primaryPackagerId);
+          if (
+            p &&
+            (p.status === ComponentStatus.DOWN || p.status === ComponentStatus.DRAINING) &&
+            now - Number(p.statusChangedUnixMs) < deferMs
+          ) {
+            return true;
+          }
+        }
+        return false;
+      };
       const streams: RoundStream[] = fsm.streams().map((stream) => {
         const id = stream.spec?.id ?? "";
         return {
           stream,
           assignments: fsm.assignments(id),
           shardMap: fsm.shardMap(id),
-          handoverOpen: fsm.handovers().some((h) => h.streamId === id && isHandoverOpen(h)),
+          // Leave it to the orchestrator while it hands the stream over.
+          handoverOpen:
+            fsm.handovers().some((h) => h.streamId === id && isHandoverOpen(h)) ||
+            primaryJustFailed(id),
           runtime: { currentShard: currentShardOf(stream, now) },
         };
       });

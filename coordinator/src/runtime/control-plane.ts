@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import type { Logger } from "../../../common/log.ts";
-import { type ServiceRegistration, serve } from "../../../common/rpc-server.ts";
+import { type HttpFallback, type ServiceRegistration, serve } from "../../../common/rpc-server.ts";
 import { AgentService } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import { ComponentService } from "../../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import { HandoverReason } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
@@ -23,6 +23,7 @@ import { createServiceWatch } from "../act/service-watch.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { createComponentService } from "../api/component-service.ts";
 import type { StartHandoverFn } from "../api/handover-service.ts";
+import { handleMetricsRequest } from "../api/metrics-endpoint.ts";
 import { createFailureDetector, type FailureDetector } from "../detect/index.ts";
 import { type AgentIngest, createAgentIngest } from "../ingest/index.ts";
 import { createPredictor, createStabilityOnlyModel } from "../predict/index.ts";
@@ -50,6 +51,8 @@ export interface ControlPlane {
   readonly orchestrator: Orchestrator;
   readonly services: ServiceRegistration[];
   readonly startHandover: StartHandoverFn;
+  /** Plain HTTP routes of the control plane (/metrics); false when not ours. */
+  http(req: Parameters<HttpFallback>[0], res: Parameters<HttpFallback>[1]): boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -95,6 +98,7 @@ export function createControlPlane(
         effects: opts.effects ?? (realEffects as HandoverEffects),
         log: log.child({ part: "placement" }),
         intervalMs: opts.placement.intervalMs,
+        deferPrimaryFailuresMs: opts.handover.automatic ? 3000 : 0,
       })
     : undefined;
   const predictLoop = opts.predict.enabled
@@ -126,6 +130,8 @@ export function createControlPlane(
     detector,
     orchestrator,
     startHandover,
+    http: (req, res) =>
+      handleMetricsRequest(req, res, { cluster, ingest, detector, clock: cluster.clock }),
     services: [
       serve(AgentService, ingest.service),
       serve(ComponentService, createComponentService({ cluster, ingest, clock: cluster.clock })),

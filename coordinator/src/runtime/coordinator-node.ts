@@ -259,6 +259,7 @@ export async function startCoordinatorNode(
         res.end(req.method === "HEAD" ? "" : body);
       };
       if (handleSteering(fsm, req.method, req.url, reply)) return;
+      if (controlPlane.http(req, res)) return;
       if (extraHttp) return extraHttp(req, res);
       reply(404, { "content-type": "text/plain" }, `no route for ${req.method} ${req.url}\n`);
     },

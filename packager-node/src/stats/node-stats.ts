@@ -98,6 +98,12 @@ export class NodeStats {
   readonly lookupWindow = new RateWindow(60);
   readonly hitWindow = new RateWindow(60);
   readonly ingestLag = new SampleWindow(2048, 60_000);
+  /**
+   * The last 5 s of ingest lag: what the agent reports each second, so a
+   * degrading ingest path shows within seconds (the 60 s median would hide it
+   * for half a minute).
+   */
+  readonly ingestLagRecent = new SampleWindow(256, 5_000);
   readonly ingestProcessing = new SampleWindow(2048, 60_000);
 
   addGauge(name: string, help: string, read: ConstructorParameters<typeof Gauge>[2]): void {
@@ -128,6 +134,7 @@ export class NodeStats {
 
   recordIngestLag(lagMs: number, nowMs: number): void {
     this.ingestLag.add(nowMs, lagMs);
+    this.ingestLagRecent.add(nowMs, lagMs);
     this.ingestLagHist.observe(lagMs);
   }
 
@@ -154,6 +161,8 @@ export class NodeStats {
     cacheHitRatio: number;
     ingestLagP50Ms: number;
     ingestLagP99Ms: number;
+    ingestLagRecentP50Ms: number;
+    ingestLagRecentP99Ms: number;
     ingestProcessingP50Ms: number;
     ingestProcessingP99Ms: number;
   } {
@@ -161,6 +170,7 @@ export class NodeStats {
     const lookups = this.lookupWindow.sum(nowMs);
     const [lag50, lag99] = this.ingestLag.quantiles(nowMs, [0.5, 0.99]);
     const [proc50, proc99] = this.ingestProcessing.quantiles(nowMs, [0.5, 0.99]);
+    const [recent50, recent99] = this.ingestLagRecent.quantiles(nowMs, [0.5, 0.99]);
     return {
       requestsPerSecond: total / 60,
       errorRatio: total > 0 ? this.serverErrorWindow.sum(nowMs) / total : 0,
@@ -168,6 +178,8 @@ export class NodeStats {
       cacheHitRatio: lookups > 0 ? this.hitWindow.sum(nowMs) / lookups : 0,
       ingestLagP50Ms: lag50!,
       ingestLagP99Ms: lag99!,
+      ingestLagRecentP50Ms: recent50!,
+      ingestLagRecentP99Ms: recent99!,
       ingestProcessingP50Ms: proc50!,
       ingestProcessingP99Ms: proc99!,
     };
