@@ -66,7 +66,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     health.register(router);
     registerReflection(router, [...opts.services.map((s) => s.service), ...health.services]);
   };
-  const handler = connectNodeAdapter({
+  const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: opts.readMaxBytes ?? defaultReadMaxBytes,
     writeMaxBytes: opts.writeMaxBytes ?? 16 * 1024 * 1024,
@@ -77,6 +77,22 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       res.end(`no route for ${req.method} ${req.url}\n`);
     },
   });
+
+  // connect-node percent-encodes grpc-message with encodeURIComponent, while
+  // the gRPC spec (and grpc-js, which decodes with decodeURI) expects only
+  // bytes outside printable ASCII and "%" to be encoded: clients saw "%3A"
+  // for ":". Re-encode it the spec's way on the way out.
+  const handler: typeof connectHandler = (req, res) => {
+    const r = res as unknown as {
+      writeHead(status: number, headers?: Record<string, unknown>): unknown;
+      addTrailers(headers: Record<string, unknown>): unknown;
+    };
+    const writeHead = r.writeHead.bind(res);
+    const addTrailers = r.addTrailers.bind(res);
+    r.writeHead = (status, headers) => writeHead(status, headers && fixGrpcMessage(headers));
+    r.addTrailers = (headers) => addTrailers(fixGrpcMessage(headers));
+    connectHandler(req, res);
+  };
 
   const sockets = new Set<net.Socket>();
   let listener: net.Server;
@@ -142,6 +158,30 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       return closed;
     },
   };
+}
+
+function fixGrpcMessage(headers: Record<string, unknown>): Record<string, unknown> {
+  const m = headers["grpc-message"];
+  if (typeof m !== "string") return headers;
+  let text: string;
+  try {
+    text = decodeURIComponent(m);
+  } catch {
+    return headers;
+  }
+  return { ...headers, "grpc-message": encodeGrpcMessage(text) };
+}
+
+/** gRPC's percent-encoding: UTF-8 bytes outside 0x20–0x7E, and "%", become %XX. */
+export function encodeGrpcMessage(text: string): string {
+  let out = "";
+  for (const b of new TextEncoder().encode(text)) {
+    out +=
+      b < 0x20 || b > 0x7e || b === 0x25
+        ? `%${b.toString(16).toUpperCase().padStart(2, "0")}`
+        : String.fromCharCode(b);
+  }
+  return out;
 }
 
 export function splitHostPort(address: string): [string, string] {

@@ -27,6 +27,8 @@ export interface PlacementOptions {
    * (e.g. when no standby could be found). 0 = never wait.
    */
   readonly deferPrimaryFailuresMs?: number;
+  /** Viewer sessions per rendition of a stream (client reports), for demand-aware planning. */
+  readonly sessionsByRendition?: (streamId: string, nowMs: number) => ReadonlyMap<string, number>;
 }
 
 export interface PlacementLoop {
@@ -129,7 +131,10 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
           handoverOpen:
             fsm.handovers().some((h) => h.streamId === id && isHandoverOpen(h)) ||
             primaryJustFailed(id),
-          runtime: { currentShard: currentShardOf(stream, now) },
+          runtime: {
+            currentShard: currentShardOf(stream, now),
+            sessionsByRendition: opts.sessionsByRendition?.(id, now),
+          },
         };
       });
       const plan = planRound({ components: fsm.components(), streams });

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { Logger } from "../../../common/log.ts";
 import { type HttpFallback, type ServiceRegistration, serve } from "../../../common/rpc-server.ts";
 import { AgentService } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import { ClientService } from "../../../proto/gen/understudy/api/v1/client_service_pb.ts";
 import { ComponentService } from "../../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import { HandoverReason } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
 import { createHandoverEffects } from "../act/effects.ts";
@@ -20,6 +21,7 @@ import {
 import { createPlacementLoop } from "../act/placement.ts";
 import { createPredictLoop } from "../act/predict-loop.ts";
 import { createServiceWatch } from "../act/service-watch.ts";
+import { createClientTelemetry } from "../api/client-service.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { createComponentService } from "../api/component-service.ts";
 import type { StartHandoverFn } from "../api/handover-service.ts";
@@ -92,6 +94,7 @@ export function createControlPlane(
     switchAheadSegments: opts.handover.switchAheadSegments,
     automatic: opts.handover.automatic,
   });
+  const clients = createClientTelemetry(cluster);
   const placement = opts.placement.automatic
     ? createPlacementLoop({
         cluster,
@@ -99,6 +102,7 @@ export function createControlPlane(
         log: log.child({ part: "placement" }),
         intervalMs: opts.placement.intervalMs,
         deferPrimaryFailuresMs: opts.handover.automatic ? 3000 : 0,
+        sessionsByRendition: (id, now) => clients.sessionsByRendition(id, now),
       })
     : undefined;
   const predictLoop = opts.predict.enabled
@@ -135,6 +139,7 @@ export function createControlPlane(
     services: [
       serve(AgentService, ingest.service),
       serve(ComponentService, createComponentService({ cluster, ingest, clock: cluster.clock })),
+      serve(ClientService, clients.service),
     ],
     async start() {
       await ingest.start();
