@@ -29,6 +29,10 @@ const commands: Record<string, Command> = {
     summary: "Run the local demo cluster: predictive vs reactive failover, side by side",
     module: "../deploy/local-cluster/demo.ts",
   },
+  viewers: {
+    summary: "Run N headless SDK player sessions against a stream and report stalls",
+    module: "../client-sdk/src/viewers-cli.ts",
+  },
   predict: {
     summary: "Evaluate the failure predictor (eval) or score exported history (score)",
     module: "../coordinator/src/predict/main.ts",

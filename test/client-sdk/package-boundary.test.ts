@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const src = join(root, "client-sdk", "src");
-const nodeOnly = new Set(["node.ts", "node-viewers.ts"]);
+const nodeOnly = new Set(["node.ts", "node-viewers.ts", "viewers-cli.ts"]);
 
 function sources(): string[] {
   const out: string[] = [];
