@@ -297,7 +297,7 @@ async function runScenario(
   const cluster = await startCluster(runDir, mode === "predictive");
   const errors: string[] = [];
   try {
-    const { leader, spec, addresses, primary } = await startStream(cluster);
+    const { spec, addresses, primary } = await startStream(cluster);
     say(`stream "demo" is live; ${primary.id} serves it`);
     const coordinatorUrls = addresses.map((a) => `http://${a}`);
     const viewing = runViewers({

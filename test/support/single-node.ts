@@ -34,8 +34,12 @@ export async function startSingleNode(
     seed: 1,
     ...extra,
   });
+  // UNDERSTUDY_TEST_LOG=1 shows the node's log while debugging a test.
+  const log = process.env.UNDERSTUDY_TEST_LOG
+    ? createLogger({ test: "single-node" })
+    : silentLogger;
   const node = await startCoordinatorNode(cfg, {
-    log: silentLogger,
+    log,
     softwareVersion: "test",
     ...deps,
   });
