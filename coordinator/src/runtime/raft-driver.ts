@@ -149,6 +149,7 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
   let pumping = false;
   let readyGen = 0;
   let lastSnapshotIndex = snapIndex;
+  let snapshotting = false;
   let leaderInfo: LeaderInfo = {
     role: "follower",
     leaderId: "",
@@ -424,21 +425,55 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     }
   };
 
-  const maybeSnapshot = async () => {
+  /**
+   * Takes a snapshot once `snapshotEntries` more entries are applied. The
+   * state is captured synchronously (consistent at `applied`); writing it
+   * (snapshot file, fsyncs, WAL marker) and compacting run in the background
+   * so the Ready loop keeps going: a leader that stopped processing Readies
+   * for the length of a snapshot write sends no heartbeats and, with a
+   * 300–600 ms election timeout, loses its leadership every `snapshotEntries`
+   * writes once the state is large or the disk is slow.
+   */
+  const maybeSnapshot = () => {
     const applied = fsm.appliedIndex();
-    if (applied - lastSnapshotIndex < opts.snapshotEntries) return;
+    if (snapshotting || applied - lastSnapshotIndex < opts.snapshotEntries) return;
     const snap = storage.createSnapshot(applied, node.status().conf, fsm.snapshot());
+    snapshotting = true;
     // Commit-only hard states are not written (see processReady), so the
     // durable commit index may trail `applied`; a snapshot may only cover
-    // durably committed entries, so write the current hard state first.
-    await durable.save({ hardState: storage.initialState().hardState });
-    await durable.saveSnapshot(snap);
-    lastSnapshotIndex = applied;
-    // Keep a tail for recently active followers; they catch up from entries
-    // rather than a whole snapshot. compactHint never exceeds applied.
-    const compactTo = Math.min(node.compactHint(), applied);
-    if (compactTo >= storage.firstIndex()) storage.compact(compactTo);
-    await durable.compact(compactTo);
+    // durably committed entries, so the current hard state goes first. Both
+    // are queued in this turn, so no Ready's save lands between them.
+    const saved = Promise.all([
+      durable.save({ hardState: storage.initialState().hardState }),
+      durable.saveSnapshot(snap),
+    ]);
+    void (async () => {
+      try {
+        await saved;
+        lastSnapshotIndex = Math.max(lastSnapshotIndex, applied);
+        // Keep a tail for recently active followers; they catch up from
+        // entries rather than a whole snapshot. compactHint never exceeds
+        // applied.
+        const compactTo = Math.min(node.compactHint(), applied);
+        if (compactTo >= storage.firstIndex()) storage.compact(compactTo);
+        await durable.compact(compactTo);
+      } catch (err) {
+        if (!stopped) fatal(err);
+      } finally {
+        snapshotting = false;
+      }
+    })();
+  };
+
+  /**
+   * A failed fsync or a broken invariant: continuing could acknowledge what
+   * is not durable. Stop the process; the supervisor restarts it and
+   * recovery replays the WAL.
+   */
+  const fatal = (err: unknown) => {
+    log.error("raft driver failed; exiting", { err });
+    process.exitCode = 70;
+    setImmediate(() => process.exit(70));
   };
 
   const processReady = async (rd: Ready) => {
@@ -486,15 +521,10 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
           // Every request stepped so far has had its Ready: those without a
           // response get an empty reply now.
           endIdleWaiters();
-          await maybeSnapshot();
+          maybeSnapshot();
         }
       } catch (err) {
-        // A failed fsync or a broken invariant: continuing could acknowledge
-        // what is not durable. Stop the process; the supervisor restarts it
-        // and recovery replays the WAL.
-        log.error("raft driver failed; exiting", { err });
-        process.exitCode = 70;
-        setImmediate(() => process.exit(70));
+        fatal(err);
       } finally {
         pumping = false;
       }
@@ -528,8 +558,8 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
       }
       for (const c of clients.values()) c.client.close();
       clients.clear();
-      // Let an in-flight fsync finish before the caller closes the WAL.
-      while (pumping) await new Promise((r) => setTimeout(r, 5));
+      // Let an in-flight fsync or snapshot write finish before the caller closes the WAL.
+      while (pumping || snapshotting) await new Promise((r) => setTimeout(r, 5));
     },
     status: () => node.status(),
     leader: () => leaderInfo,
