@@ -9,12 +9,12 @@
  *      new leader (the client only learns the leader from redirects, as a real
  *      client would); the killed node is restarted and caught up each round.
  *      Runs before the throughput phase, on a small state;
- *   3. throughput with many writes in flight over a few grpc-js channels
- *      (group commit batches whatever piles up during an fsync);
- *   4. the Raft pipeline alone: the nodes run bench/raft-node.ts (the same
+ *   3. the Raft pipeline alone: the nodes run bench/raft-node.ts (the same
  *      node plus a benchmark-only route) and the leader proposes CreateStream
  *      commands in-process, 1 and 256 at a time, so the cost of the client's
- *      gRPC call per write separates from replication + fsync + apply.
+ *      gRPC call per write separates from replication + fsync + apply;
+ *   4. throughput with many writes in flight over a few grpc-js channels
+ *      (group commit batches whatever piles up during an fsync).
  *
  * Baselines measured in the same run on the same machine: a GetStatus unary
  * round trip to the leader (gRPC stack only, no Raft), the GetStatus rate at
@@ -321,7 +321,14 @@ async function main(): Promise<void> {
     }
     const failover = dist(rounds.map((r) => r.ms));
     await c.waitForConverged(15_000, { ids: c.ids() });
-    // ---- 3. throughput ----
+    // ---- 3. the Raft pipeline without a client RPC per write ----
+    // Before the gRPC throughput phase, on a state of a few thousand streams:
+    // past ~20,000 streams each FSM snapshot blocks the event loop for
+    // 0.3–1 s (see the report), long enough to lose leadership mid-run.
+    const pipeLatency = await pipeline(c, quick ? 200 : 1000, 1, "pl");
+    const pipeRate = await pipeline(c, quick ? 5000 : 15_000, 256, "pr");
+
+    // ---- 4. throughput through the API (one gRPC call per write) ----
     // Baseline at the same concurrency: a stale (local, no Raft) read of one stream.
     await c.write((n, t) =>
       n.streams.createStream({ spec: streamSpec("probe"), requestId: "probe" }, { timeoutMs: t }),
@@ -337,9 +344,6 @@ async function main(): Promise<void> {
         ),
       );
     }
-    // ---- 4. the Raft pipeline without a client RPC per write ----
-    const pipeLatency = await pipeline(c, quick ? 200 : 1000, 1, "pl");
-    const pipeRate = await pipeline(c, quick ? 5000 : 30_000, 256, "pr");
     const leaderStatus = await c.status(await c.waitForLeader(10_000));
 
     const best = tput.reduce((a, b) => (b.perSec > a.perSec ? b : a));
