@@ -11,6 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { putInit, putPart } from "../packager/helpers.ts";
 import { parseStrict } from "../packager/parse-m3u8.ts";
 import {
   checkNumbering,
@@ -39,6 +40,8 @@ import {
 } from "./support.ts";
 
 const streamId = "live";
+/** Fed by hand (not by a source) in the takeover test. */
+const takeoverStreamId = "takeover";
 
 /** "No gap longer than one part": a new part shows up at least every two part durations. */
 const partGapMaxMs = 2 * partDurationMs;
@@ -72,7 +75,9 @@ describe("data plane: a static encoder pool feeding three packager replicas (rea
     run = createRun("static-pool");
     const ports = await freePorts(3);
     packagers = await Promise.all(
-      ports.map((port, i) => startStaticPackager(run, `pkg-${i + 1}`, port, streamId)),
+      ports.map((port, i) =>
+        startStaticPackager(run, `pkg-${i + 1}`, port, streamId, [takeoverStreamId]),
+      ),
     );
     const originMs = timelineOriginMs();
     const targets = packagers.map((p) => p.url);
@@ -197,6 +202,43 @@ describe("data plane: a static encoder pool feeding three packager replicas (rea
     process.stdout.write(
       `      ${identical} rounds of 3 byte-identical media playlists (2 renditions); MPD identical, startNumber ${startNumber}\n`,
     );
+  });
+
+  it("a segment cut short by the next one keeps its place on the timeline (missing parts declared GAP=YES)", async () => {
+    // What an encoder takeover leaves behind: the old owner delivered 4.0 and
+    // died; the new owner's 4.3 was refused (parts arrive in order) and it
+    // goes on with 5.0. Segment 4 must still last 2 s, its lost parts marked
+    // as gaps, so EXTINF sums stay on the source timeline and players see a
+    // declared gap instead of a hole in the buffer.
+    const base = packagers[0]!.url;
+    assert.equal((await putInit(base, takeoverStreamId, "360p")).status, 201);
+    for (const [msn, part] of [
+      [3, 0],
+      [3, 1],
+      [3, 2],
+      [3, 3],
+      [4, 0],
+    ] as const) {
+      const r = await putPart(base, takeoverStreamId, { rendition: "360p", msn, part });
+      assert.equal(r.status, 201, `${msn}.${part}: ${r.text}`);
+    }
+    const refused = await putPart(base, takeoverStreamId, { rendition: "360p", msn: 4, part: 3 });
+    assert.equal(refused.status, 409, refused.text);
+    const next = await putPart(base, takeoverStreamId, { rendition: "360p", msn: 5, part: 0 });
+    assert.equal(next.status, 201, next.text);
+    const text = (await getText(`${base}/live/${takeoverStreamId}/360p/index.m3u8`)).text;
+    const m = parseStrict(text);
+    const seg4 = m.segments.find((s) => s.uri === "4.m4s");
+    assert.ok(seg4, text);
+    assert.equal(seg4.duration, 2, `segment 4 must keep its 2 s on the timeline:\n${text}`);
+    assert.match(
+      text,
+      /URI="4\.0\.m4s",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0\.500,URI="4\.1\.m4s",GAP=YES\n/,
+    );
+    assert.match(text, /URI="4\.3\.m4s",GAP=YES\n#EXTINF:2\.000,\n4\.m4s\n/);
+    // One PROGRAM-DATE-TIME: the timeline never jumps, so no re-anchoring.
+    assert.equal(text.match(/EXT-X-PROGRAM-DATE-TIME/g)?.length, 1, text);
+    assert.equal((await getText(`${base}/live/${takeoverStreamId}/360p/4.2.m4s`)).status, 404);
   });
 
   it("(b) SIGKILL one replica: the others keep numbering and never miss more than one part", async () => {

@@ -116,12 +116,13 @@ export interface PackagerProc {
   readonly proc: RoleProcess;
 }
 
-/** An origin packager with the fixture's stream `streamId` configured statically. */
+/** An origin packager with the fixture's streams (`streamId`, then `more`) configured statically. */
 export async function startStaticPackager(
   run: E2ERun,
   id: string,
   port: number,
   streamId: string,
+  more: readonly string[] = [],
 ): Promise<PackagerProc> {
   const listen = `127.0.0.1:${port}`;
   const proc = await run.sup.start(
@@ -131,7 +132,7 @@ export async function startStaticPackager(
       nodeId: id,
       mode: "origin",
       listen,
-      streams: [{ id: streamId, renditions: fixtureRenditions }],
+      streams: [streamId, ...more].map((sid) => ({ id: sid, renditions: fixtureRenditions })),
       log: { level: "warn" },
     },
     { ready: /listening on/ },

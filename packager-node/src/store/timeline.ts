@@ -112,6 +112,9 @@ export interface IncomingObject {
   arrivalMs: number;
 }
 
+/** Most gap parts padTail adds to one segment (a segment is at most a few seconds of parts). */
+const partsTailGapMax = 64;
+
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 export class RenditionTimeline {
@@ -247,7 +250,7 @@ export class RenditionTimeline {
         `part ${msn}.${index} skips ahead: segment ${msn} must start at part 0`,
       );
     }
-    this.closeOpen();
+    this.closeOpen(msn, obj.meta.timelineMs);
     this.fillGaps(msn, obj.meta.timelineMs);
     this.open = {
       msn,
@@ -313,7 +316,7 @@ export class RenditionTimeline {
         `segment ${msn}: duration unknown (send X-Understudy-Duration-Ms, or init.mp4 first so it can be read from the fMP4)`,
       );
     }
-    this.closeOpen();
+    this.closeOpen(msn, obj.meta.timelineMs);
     this.fillGaps(msn, obj.meta.timelineMs);
     this.pushClosed(this.closedFrom(msn, obj, [], false, undefined), obj.arrivalMs);
     return "created";
@@ -531,6 +534,31 @@ export class RenditionTimeline {
     }
   }
 
+  /** Appends gap parts to `open` up to `endTimelineMs` (see closeOpen); at most partsTailGapMax. */
+  private padTail(open: OpenSegment, endTimelineMs: number): void {
+    if (open.timelineMs === undefined) return;
+    const last = open.parts[open.parts.length - 1]!;
+    let end = open.timelineMs;
+    for (const p of open.parts) end += p.durationMs;
+    const hole = endTimelineMs - end;
+    // Within a millisecond of rounding is no hole; a hole shorter than a part is not a lost part.
+    const count = Math.min(partsTailGapMax, Math.round(hole / last.durationMs));
+    if (hole <= 1 || count < 1) return;
+    const each = Math.floor(hole / count);
+    for (let i = 0; i < count; i++) {
+      open.parts.push({
+        index: last.index + 1 + i,
+        durationMs: i === count - 1 ? hole - each * (count - 1) : each,
+        independent: false,
+        gap: true,
+        bytes: Buffer.alloc(0),
+        sha256: EMPTY_SHA256,
+        timelineMs: end + i * each,
+        availableAtMs: last.availableAtMs,
+      });
+    }
+  }
+
   /** With `closeAtMs`: closes the segment in progress once its parts from 0 last that long. */
   private closeIfComplete(): void {
     const target = this.opts.closeAtMs;
@@ -541,10 +569,20 @@ export class RenditionTimeline {
     if (sum >= target - 1) this.closeOpen();
   }
 
-  /** Closes the segment in progress from its parts (a later msn has started, or it is complete). */
-  private closeOpen(): void {
+  /**
+   * Closes the segment in progress from its parts (a later msn has started, or
+   * it is complete). When segment `nextMsn` = open + 1 starts later on the
+   * source timeline than the open segment's last part ends (its tail was
+   * never delivered, e.g. the encoder producing it died), the missing tail
+   * becomes gap parts (GAP=YES): EXTINF then stays equal to the segment's
+   * span on the timeline instead of shrinking to the parts received, which
+   * would shift every later segment against its media time and PDT.
+   */
+  private closeOpen(nextMsn?: number, nextTimelineMs?: number): void {
     const open = this.open;
     if (!open) return;
+    if (nextMsn === open.msn + 1 && nextTimelineMs !== undefined)
+      this.padTail(open, nextTimelineMs);
     this.open = undefined;
     const bytes = concatParts(open);
     const durationMs = open.parts.reduce((a, p) => a + p.durationMs, 0);
