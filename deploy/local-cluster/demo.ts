@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { runViewers, type ViewersReport } from "../../client-sdk/src/node-viewers.ts";
 import { createGrpcClient } from "../../common/grpc-client.ts";
 import { startNatsServer } from "../../common/nats-server.ts";
+import { ChainService } from "../../proto/gen/understudy/api/v1/chain_service_pb.ts";
 import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
 import { HandoverService } from "../../proto/gen/understudy/api/v1/handover_service_pb.ts";
 import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
@@ -31,6 +32,7 @@ viewers saw side by side.
   --json FILE   also write the report as JSON
   --viewers N   viewers per run (default 50)
   --keep        keep the run directory (configs and logs) afterwards
+  --only MODE   run one scenario: predictive or reactive
 `;
 
 export interface ScenarioReport {
@@ -268,20 +270,24 @@ export async function startStream(cluster: Cluster) {
     );
     void i;
   }
-  // The primary is whoever placement chose; wait until it serves playlists.
+  // The primary is whoever placement chose (the chain graph names it); wait
+  // until it serves playlists.
   const primary = await waitUntil("the stream to be placed and served", 30_000, async () => {
-    const c = createGrpcClient(StreamService, leader.api);
+    const l = (await leaderOf(cluster)) ?? leader;
+    const c = createGrpcClient(ChainService, l.api);
+    let primaryId: string | undefined;
     try {
-      const s = await c.getStream({ streamId: "demo", staleOk: true }, { timeoutMs: 1000 });
-      void s;
+      const g = (await c.getChain({ streamId: "demo" }, { timeoutMs: 1000 })).graph;
+      primaryId = g?.assignments.find(
+        (a) => a.renditionId === "360p" && a.lastMsn === undefined,
+      )?.primaryPackagerId;
     } finally {
       c.close();
     }
-    for (const p of cluster.packagers) {
-      const r = await fetch(`${p.http}/live/demo/360p/index.m3u8`).catch(() => undefined);
-      if (r?.ok && (await r.text()).includes("#EXTINF")) return p;
-    }
-    return undefined;
+    const p = cluster.packagers.find((x) => x.id === primaryId);
+    if (!p) return undefined;
+    const r = await fetch(`${p.http}/live/demo/360p/index.m3u8`).catch(() => undefined);
+    return r?.ok && (await r.text()).includes("#EXTINF") ? p : undefined;
   });
   return { leader, spec, addresses, primary };
 }
@@ -314,7 +320,12 @@ async function runScenario(
     await fetch(`${primary.http}/dev/fault`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ kind: "degrade", rampMs: t.rampMs }),
+      body: JSON.stringify({
+        kind: "degrade",
+        shape: "exponential",
+        rampMs: t.rampMs,
+        ingestDelayMaxMs: 5000,
+      }),
     }).then((r) => {
       if (!r.ok) errors.push(`fault injection refused: ${r.status}`);
     });
@@ -366,7 +377,8 @@ async function runScenario(
         ?.handovers ?? [];
     hc.close();
     const h = hs[0];
-    const notifiedAt = h ? Number(h.updatedUnixMs) : 0;
+    // Lead time: how long before the primary died the handover began (negative: after).
+    const begunAt = h ? Number(h.createdUnixMs) : 0;
     const stalls = report.viewers.map((v) => v.stallMs);
     return {
       mode,
@@ -416,7 +428,7 @@ function table(rows: ScenarioReport[]): string {
     ],
     ["origin switches", ...rows.map((r) => String(r.switchesTotal))],
     ["handover", ...rows.map((r) => (r.handover ? `${r.handover.state}` : "none"))],
-    ["handover lead time (ms)", ...rows.map((r) => f(r.handover?.leadTimeMs))],
+    ["handover lead time (ms, before the kill)", ...rows.map((r) => f(r.handover?.leadTimeMs))],
     [
       "notice latency p50 / p99 (ms)",
       ...rows.map((r) => `${f(r.noticeLatencyMs.p50, 1)} / ${f(r.noticeLatencyMs.p99, 1)}`),
@@ -433,6 +445,7 @@ const demoOptions = {
   json: { type: "string" },
   viewers: { type: "string" },
   keep: { type: "boolean" },
+  only: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -459,7 +472,13 @@ export async function main(argv: string[]): Promise<number> {
     ? { rampMs: 20_000, watchMs: 6000, afterKillMs: 6000 }
     : { rampMs: 45_000, watchMs: 10_000, afterKillMs: 10_000 };
   const results: ScenarioReport[] = [];
+  const only = args.values.only;
+  if (only !== undefined && only !== "predictive" && only !== "reactive") {
+    process.stderr.write(`understudy demo: --only must be predictive or reactive, got ${only}\n`);
+    return 2;
+  }
   for (const mode of ["predictive", "reactive"] as const) {
+    if (only && mode !== only) continue;
     results.push(await runScenario(mode, viewers, timing, !!args.values.keep));
   }
   process.stdout.write(`\n${table(results)}\n`);

@@ -537,8 +537,12 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
       .readBarrier()
       .then(() => {
         const l = cluster.leadership();
-        if (!l.isLeader || l.term !== term) return;
+        if (!l.isLeader || l.term !== term) {
+          log.info("leadership moved on before the orchestrator caught up", { term, now: l.term });
+          return;
+        }
         caughtUpTerm = term;
+        log.info("orchestrator active", { term, automatic });
         resumeAll();
       })
       .catch((err) =>
