@@ -19,7 +19,7 @@ import { ChainService } from "../../proto/gen/understudy/api/v1/chain_service_pb
 import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
 import { HandoverService } from "../../proto/gen/understudy/api/v1/handover_service_pb.ts";
 import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
-import { HandoverState } from "../../proto/gen/understudy/common/v1/handover_pb.ts";
+import { HandoverReason, HandoverState } from "../../proto/gen/understudy/common/v1/handover_pb.ts";
 import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { createSupervisor, freePorts, type RoleProcess, type Supervisor } from "./supervisor.ts";
 
@@ -392,10 +392,9 @@ async function runScenario(
       switchesTotal: report.summary.switchesTotal,
       handover: h
         ? {
-            reason: String(h.reason),
+            reason: HandoverReason[h.reason] ?? String(h.reason),
             state: HandoverState[h.state] ?? String(h.state),
-            leadTimeMs:
-              h.state === HandoverState.COMPLETED && notifiedAt ? killedAt - notifiedAt : null,
+            leadTimeMs: begunAt ? killedAt - begunAt : null,
             switchMsn: Number(h.switchMsn),
           }
         : null,
@@ -427,7 +426,10 @@ function table(rows: ScenarioReport[]): string {
       ...rows.map((r) => `${f(r.stallMsPerViewer.mean)} / ${f(r.stallMsPerViewer.max)}`),
     ],
     ["origin switches", ...rows.map((r) => String(r.switchesTotal))],
-    ["handover", ...rows.map((r) => (r.handover ? `${r.handover.state}` : "none"))],
+    [
+      "handover",
+      ...rows.map((r) => (r.handover ? `${r.handover.reason} → ${r.handover.state}` : "none")),
+    ],
     ["handover lead time (ms, before the kill)", ...rows.map((r) => f(r.handover?.leadTimeMs))],
     [
       "notice latency p50 / p99 (ms)",
