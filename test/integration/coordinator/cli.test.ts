@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { ConfigError } from "../../../common/config.ts";
 import { loadCoordinatorConfig } from "../../../coordinator/src/runtime/config.ts";
-import { runCli } from "../../support/cluster.ts";
+import { raftOnly, runCli } from "../../support/cluster.ts";
 
 describe("understudy coordinator CLI: config errors and refusals", function () {
   this.timeout(60_000);
@@ -22,12 +22,15 @@ describe("understudy coordinator CLI: config errors and refusals", function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  // raftOnly: these cases are about the node's own fields, not the
+  // prediction model the leader loads.
   const good = () => ({
     nodeId: "c1",
     dataDir: join(dir, "data-c1"),
     peerListen: "127.0.0.1:0",
     apiListen: "127.0.0.1:0",
     bootstrap: [{ id: "c1", peerAddress: "127.0.0.1:7101", apiAddress: "127.0.0.1:7001" }],
+    ...raftOnly,
   });
 
   const cases: { name: string; cfg: Record<string, unknown>; message: RegExp; spawn?: true }[] = [
