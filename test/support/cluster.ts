@@ -233,20 +233,10 @@ export function grpcCode(err: unknown): number | undefined {
   return typeof c === "number" ? c : undefined;
 }
 
-/**
- * The status message of a grpc-js error, fully decoded. connect-node
- * percent-encodes grpc-message with encodeURIComponent while grpc-js decodes
- * it with decodeURI, which leaves reserved characters (";", ":", ",", "/")
- * encoded; this finishes the job.
- */
+/** The status message of a grpc-js error (`details`, without the "14 UNAVAILABLE: " prefix). */
 export function grpcMessage(err: unknown): string {
   const e = err as { details?: unknown; message?: unknown };
-  const raw = typeof e?.details === "string" ? e.details : String(e?.message ?? err);
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
+  return typeof e?.details === "string" ? e.details : String(e?.message ?? err);
 }
 
 export class TestCluster {
