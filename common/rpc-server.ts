@@ -112,7 +112,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     const h1 = http.createServer(handler);
     // Route each plaintext connection by its first bytes: the HTTP/2 preface
     // starts with "PRI * HTTP/2.0"; anything else is HTTP/1.x.
-    listener = net.createServer((socket) => {
+    // noDelay: small RPC messages must not wait for Nagle's algorithm.
+    listener = net.createServer({ noDelay: true }, (socket) => {
       socket.once("readable", () => {
         const head: Buffer | null = socket.read();
         if (head === null) {

@@ -132,6 +132,40 @@ describe("content steering manifest (real coordinator, real HTTP)", function () 
     assert.deepEqual(m["PATHWAY-PRIORITY"], ["pkg-b", "pkg-a", "pkg-c"]);
   });
 
+  it("offers the other origins as clones of the player's current pathway", async () => {
+    const c = node.cluster;
+    for (const [id, host] of [
+      ["pkg-a", "10.0.0.1"],
+      ["pkg-b", "10.0.0.2"],
+      ["pkg-c", "10.0.0.3"],
+    ]) {
+      await c.propose({
+        op: {
+          case: "registerComponent",
+          value: {
+            componentId: id as string,
+            role: ComponentRole.PACKAGER,
+            baseUrl: `http://${host}:8080`,
+          },
+        },
+      });
+    }
+    const m = (await (
+      await get("/steering/live-1?_HLS_pathway=pkg-a&_HLS_throughput=5000000")
+    ).json()) as {
+      "PATHWAY-CLONES": { "BASE-ID": string; ID: string; "URI-REPLACEMENT": { HOST: string } }[];
+    };
+    assert.deepEqual(
+      m["PATHWAY-CLONES"].map((x) => [x["BASE-ID"], x.ID, x["URI-REPLACEMENT"].HOST]).sort(),
+      [
+        ["pkg-a", "pkg-b", "10.0.0.2"],
+        ["pkg-a", "pkg-c", "10.0.0.3"],
+      ],
+    );
+    const none = (await (await get("/steering/live-1")).json()) as Record<string, unknown>;
+    assert.equal(none["PATHWAY-CLONES"], undefined, "no clones without a known current pathway");
+  });
+
   it("answers unknown streams, bad ids and wrong methods with a clear status", async () => {
     const missing = await get("/steering/nope");
     assert.equal(missing.status, 404);

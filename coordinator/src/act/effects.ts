@@ -76,6 +76,10 @@ export function createHandoverEffects(opts: EffectsOptions): RealEffects {
           stream: stream.spec,
           renditionIds: [...renditionIds],
           role: role === "primary" ? AssignmentRole.PRIMARY : AssignmentRole.REPLICA,
+          // Served by every coordinator; this (leader) node's API address.
+          steeringServerUri: opts.cluster.leadership().leaderApiAddress
+            ? `http://${opts.cluster.leadership().leaderApiAddress}/steering/${stream.spec?.id ?? ""}`
+            : "",
         },
         call(signal),
       );

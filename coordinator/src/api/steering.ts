@@ -13,11 +13,24 @@ import { HandoverState } from "../../../proto/gen/understudy/common/v1/handover_
 import { type FsmView, isHandoverOpen } from "../fsm/fsm.ts";
 import { idPattern } from "./validate-stream.ts";
 
+export interface PathwayClone {
+  readonly "BASE-ID": string;
+  readonly ID: string;
+  readonly "URI-REPLACEMENT": { readonly HOST: string };
+}
+
 export interface SteeringManifest {
   readonly VERSION: 1;
   readonly TTL: number;
   readonly "RELOAD-URI": string;
   readonly "PATHWAY-PRIORITY": string[];
+  /**
+   * A player knows only the pathway of the multivariant playlist it loaded
+   * (`_HLS_pathway`); the other origins reach it as clones of that pathway
+   * with their host swapped in. Origins share paths (/live/...), so a host
+   * replacement is all a clone needs; origins must also share scheme and port.
+   */
+  readonly "PATHWAY-CLONES"?: PathwayClone[];
 }
 
 /** Reload interval while nothing happens, and while a handover is under way. */
@@ -27,6 +40,7 @@ export const steeringTtlSecondsActive = 2;
 export function buildSteeringManifest(
   fsm: FsmView,
   streamId: string,
+  currentPathway = "",
 ): SteeringManifest | undefined {
   const stream = fsm.stream(streamId);
   if (!stream) return undefined;
@@ -53,11 +67,29 @@ export function buildSteeringManifest(
     ...order.filter((id) => !healthy(id) || leaving.has(id)),
   ];
   if (ranked.length === 0) return undefined;
+  const hostOf = (id: string) => {
+    try {
+      return new URL(fsm.component(id)?.baseUrl ?? "").hostname;
+    } catch {
+      return "";
+    }
+  };
+  const clones: PathwayClone[] =
+    currentPathway && ranked.includes(currentPathway)
+      ? ranked
+          .filter((id) => id !== currentPathway && hostOf(id) !== "")
+          .map((id) => ({
+            "BASE-ID": currentPathway,
+            ID: id,
+            "URI-REPLACEMENT": { HOST: hostOf(id) },
+          }))
+      : [];
   return {
     VERSION: 1,
     TTL: open.length > 0 ? steeringTtlSecondsActive : steeringTtlSecondsIdle,
     "RELOAD-URI": `/steering/${streamId}`,
     "PATHWAY-PRIORITY": ranked,
+    ...(clones.length > 0 ? { "PATHWAY-CLONES": clones } : {}),
   };
 }
 
@@ -85,7 +117,12 @@ export function handleSteering(
     );
     return true;
   }
-  const manifest = buildSteeringManifest(fsm, id);
+  const pathway = u.searchParams.get("_HLS_pathway") ?? "";
+  const manifest = buildSteeringManifest(
+    fsm,
+    id,
+    /^[A-Za-z0-9._-]{1,64}$/.test(pathway) ? pathway : "",
+  );
   if (!manifest) {
     reply(
       404,

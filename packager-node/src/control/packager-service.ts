@@ -195,6 +195,15 @@ export function createPackagerServiceImpl(
         throw invalidArgument("role", "is required (PRIMARY or REPLICA)");
       if (req.originPeers.length > 8)
         throw invalidArgument("origin_peers", `at most 8, got ${req.originPeers.length}`);
+      if (
+        req.steeringServerUri !== "" &&
+        (req.steeringServerUri.length > 512 || !/^https?:\/\/\S+$/.test(req.steeringServerUri))
+      ) {
+        throw invalidArgument(
+          "steering_server_uri",
+          "must be empty or an http(s) URL of at most 512 chars",
+        );
+      }
       fenceMutation(req.coordinatorTerm, spec.id, req.epoch);
       if (node.isDraining())
         throw failedPrecondition("this node is draining and takes no new assignments");
@@ -204,6 +213,12 @@ export function createPackagerServiceImpl(
         node.config.streams.find((s) => s.id === spec.id)?.windowSegments ??
         node.config.playback.windowSegments;
       node.defineStream(streamDefFromSpec(spec, ids, window));
+      if (req.steeringServerUri) {
+        node.setSteering(spec.id, {
+          serverUri: req.steeringServerUri,
+          pathwayId: node.config.nodeId,
+        });
+      }
       const st = store.streams.get(spec.id);
       if (st && !previous) await store.restoreFromDisk(st, clock.nowMs());
       assignments.set(spec.id, {
