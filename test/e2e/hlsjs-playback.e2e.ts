@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { launchChromium, type TestBrowser } from "../support/browser.ts";
+import { span } from "./live-playlists.ts";
 import {
   closedSegments,
   createRun,
@@ -29,7 +30,6 @@ import {
   getText,
   loopMs,
   type PackagerProc,
-  partsPerSegment,
   sleep,
   startStaticPackager,
   startStaticSource,
@@ -89,11 +89,8 @@ async function startPageServer(): Promise<{ url: string; close(): Promise<void> 
   };
 }
 
-/** Position of a load on the timeline in parts: a whole segment covers partsPerSegment of them. */
-function span(l: Load): { from: number; to: number } {
-  const from = l.sn * partsPerSegment + (l.part ?? 0);
-  return { from, to: l.part === null ? from + partsPerSegment : from + 1 };
-}
+/** Position of a load on the timeline in parts (a whole segment covers partsPerSegment). */
+const spanOf = (l: Load) => span({ msn: l.sn, part: l.part, gap: false });
 
 /**
  * The few browser globals the page functions below touch. The project
@@ -225,17 +222,12 @@ describe("hls.js in headless Chromium plays a packager-node stream fed by `under
       });
       // Begin watching 3–7 s into an 8 s fixture loop, so the ~6 s window
       // always crosses a loop boundary (timestamps jump forward by one loop there).
-      await waitUntil(
-        "the playhead 3–7 s into a fixture loop",
-        10_000,
-        async () => {
-          const v = await videoState(page);
-          if (v.playingDateMs === null) return undefined;
-          const phaseMs = (v.playingDateMs - originMs) % loopMs;
-          return phaseMs >= 3000 && phaseMs < 7000 ? true : undefined;
-        },
-        50,
-      );
+      await waitUntil("the playhead 3–7 s into a fixture loop", 10_000, async () => {
+        const v = await videoState(page);
+        if (v.playingDateMs === null) return undefined;
+        const phaseMs = (v.playingDateMs - originMs) % loopMs;
+        return phaseMs >= 3000 && phaseMs < 7000 ? true : undefined;
+      });
     } else {
       await waitUntil("hls.js to load 4 fragments or parts", 20_000, async () =>
         (await observe(page)).loads.length >= 4 ? true : undefined,
@@ -257,9 +249,9 @@ describe("hls.js in headless Chromium plays a packager-node stream fed by `under
     assert.ok(o.loads.length >= 4, `only ${o.loads.length} loads: ${JSON.stringify(o.loads)}`);
     const parts = o.loads.filter((l) => l.part !== null).length;
     assert.ok(parts > 0, `hls.js loaded no LL-HLS parts: ${JSON.stringify(o.loads)}`);
-    let reach = span(o.loads[0]!).to;
+    let reach = spanOf(o.loads[0]!).to;
     for (const l of o.loads.slice(1)) {
-      const s = span(l);
+      const s = spanOf(l);
       assert.ok(
         s.from <= reach,
         `hole before ${l.url}: covered up to part ${reach}, this starts at ${s.from}\n${JSON.stringify(o.loads)}`,

@@ -2,7 +2,7 @@
  * Reading live LL-HLS playlists from outside, as a player does: the newest
  * part, the part the next blocking reload asks for, the numbering invariants
  * every replica must keep, and a watcher that follows one replica with
- * blocking reloads and records when each part appeared.
+ * blocking reloads and records when each piece of media appeared.
  */
 import assert from "node:assert/strict";
 import { getText, partsPerSegment } from "./support.ts";
@@ -21,12 +21,52 @@ export function nextPart(p: PartRef): PartRef {
     : { msn: p.msn + 1, part: 0 };
 }
 
+/**
+ * What a media playlist lists, in order: a part (EXT-X-PART, `gap` for
+ * GAP=YES) or a closed segment listed without its parts (`part` null, `gap`
+ * for EXT-X-GAP). A closed segment whose parts are listed appears as its parts.
+ */
+export interface Unit {
+  readonly msn: number;
+  readonly part: number | null;
+  readonly gap: boolean;
+}
+
+/** Position of a unit on the part axis: [from, to). */
+export function span(u: Unit): { from: number; to: number } {
+  const from = u.msn * partsPerSegment + (u.part ?? 0);
+  return { from, to: u.part === null ? from + partsPerSegment : from + 1 };
+}
+
+export function unitsOf(playlist: string): Unit[] {
+  const units: Unit[] = [];
+  let pending: Unit[] = [];
+  let segmentGap = false;
+  for (const line of playlist.split("\n")) {
+    const part = /^#EXT-X-PART:.*URI="(\d+)\.(\d+)\.m4s"(.*)$/.exec(line);
+    if (part) {
+      pending.push({ msn: Number(part[1]), part: Number(part[2]), gap: /GAP=YES/.test(part[3]!) });
+      continue;
+    }
+    if (line === "#EXT-X-GAP") segmentGap = true;
+    const seg = /^(\d+)\.m4s$/.exec(line);
+    if (seg) {
+      const msn = Number(seg[1]);
+      const own = pending.filter((p) => p.msn === msn);
+      units.push(...(own.length > 0 ? pending : [{ msn, part: null, gap: segmentGap }]));
+      pending = [];
+      segmentGap = false;
+    }
+  }
+  units.push(...pending); // the open segment's parts
+  return units;
+}
+
 /** Every EXT-X-PART of a media playlist, in order. */
-export function partsOf(playlist: string): PartRef[] {
-  return [...playlist.matchAll(/^#EXT-X-PART:.*URI="(\d+)\.(\d+)\.m4s"/gm)].map((m) => ({
-    msn: Number(m[1]),
-    part: Number(m[2]),
-  }));
+export function partsOf(playlist: string): (PartRef & { gap: boolean })[] {
+  return unitsOf(playlist).flatMap((u) =>
+    u.part === null ? [] : [{ msn: u.msn, part: u.part, gap: u.gap }],
+  );
 }
 
 export function lastPart(playlist: string): PartRef | undefined {
@@ -46,28 +86,45 @@ export function mediaSequence(playlist: string): number {
 
 /**
  * Numbering invariants of one media playlist: EXT-X-MEDIA-SEQUENCE is the
- * MSN of the first listed segment, closed segments are consecutive, listed
- * parts are consecutive and continue into the open segment, no EXT-X-GAP, and
- * every URI is relative (so replicas can be byte-identical).
+ * MSN of the first listed segment; what is listed (closed segments, parts of
+ * closed segments, parts of the segment in progress) covers the timeline
+ * without a hole or a step back, a segment's parts start at part 0 unless it
+ * is the first listed (a replica joined mid-segment); and every URI is
+ * relative (so replicas can be byte-identical). Gaps are allowed here; callers
+ * count them (gapCount).
  */
 export function checkNumbering(playlist: string, where: string): void {
   const seq = mediaSequence(playlist);
+  const units = unitsOf(playlist);
+  assert.ok(units.length > 0, `${where}: nothing listed\n${playlist}`);
+  assert.equal(
+    units[0]!.msn,
+    seq,
+    `${where}: EXT-X-MEDIA-SEQUENCE ${seq}, first listed ${units[0]!.msn}`,
+  );
   const msns = segmentMsns(playlist);
-  assert.ok(msns.length > 0, `${where}: no closed segment\n${playlist}`);
-  assert.equal(msns[0], seq, `${where}: EXT-X-MEDIA-SEQUENCE ${seq} but first segment ${msns[0]}`);
   msns.forEach((m, i) => {
-    assert.equal(m, seq + i, `${where}: segment MSNs not consecutive: ${msns.join(",")}`);
-  });
-  const parts = partsOf(playlist);
-  for (let i = 1; i < parts.length; i++) {
     assert.equal(
-      partIndex(parts[i]!),
-      partIndex(parts[i - 1]!) + 1,
-      `${where}: parts not consecutive at ${parts[i]!.msn}.${parts[i]!.part}`,
+      m,
+      seq + i,
+      `${where}: segment MSNs not consecutive: ${msns.join(",")}\n${playlist}`,
+    );
+  });
+  for (let i = 1; i < units.length; i++) {
+    const prev = span(units[i - 1]!);
+    const cur = span(units[i]!);
+    assert.equal(
+      cur.from,
+      prev.to,
+      `${where}: ${units[i]!.msn}.${units[i]!.part ?? "*"} does not follow ${units[i - 1]!.msn}.${units[i - 1]!.part ?? "*"}\n${playlist}`,
     );
   }
-  assert.ok(!/EXT-X-GAP/.test(playlist), `${where}: EXT-X-GAP in\n${playlist}`);
   assert.ok(!/(?:URI="|^)[a-z]+:\/\//im.test(playlist), `${where}: absolute URI in\n${playlist}`);
+}
+
+/** Parts declared missing: a GAP=YES part counts 1, an EXT-X-GAP segment a whole segment. */
+export function gapCount(units: readonly Unit[]): number {
+  return units.reduce((n, u) => n + (u.gap ? span(u).to - span(u).from : 0), 0);
 }
 
 /**
@@ -94,12 +151,13 @@ export async function playlistsAtSamePart(
   return { at, texts };
 }
 
-export interface Arrival extends PartRef {
-  /** Wall ms when a blocking reload first returned a playlist listing this part. */
+export interface Arrival extends Unit {
+  /** Wall ms when a blocking reload first returned a playlist listing this unit. */
   readonly atMs: number;
 }
 
 export interface Watcher {
+  /** New units in timeline order, each once. */
   readonly arrivals: Arrival[];
   readonly errors: string[];
   /** Media sequence values seen, in order (must never go down). */
@@ -109,9 +167,10 @@ export interface Watcher {
 
 /**
  * Follows one replica's media playlist the way an LL-HLS player does
- * (blocking reload for the next part, in a loop) and records every part as
- * it appears, checking numbering on each playlist. Bounded: one request at a
- * time, each with a timeout, until stop().
+ * (blocking reload for the next part, in a loop) and records every part or
+ * segment as it appears, checking numbering on each playlist and that each
+ * new unit starts no later than where the last one ended. Bounded: one request
+ * at a time, each with a timeout, until stop().
  */
 export function watchPlaylist(baseUrl: string, path: string, blockTimeoutMs = 4000): Watcher {
   const arrivals: Arrival[] = [];
@@ -120,6 +179,7 @@ export function watchPlaylist(baseUrl: string, path: string, blockTimeoutMs = 40
   let stopped = false;
   const abort = new AbortController();
   const loop = (async () => {
+    let reach: number | undefined;
     let want: PartRef | undefined;
     while (!stopped) {
       const q = want ? `?_HLS_msn=${want.msn}&_HLS_part=${want.part}` : "";
@@ -140,18 +200,19 @@ export function watchPlaylist(baseUrl: string, path: string, blockTimeoutMs = 40
         errors.push((err as Error).message);
       }
       mediaSequences.push(mediaSequence(text));
-      const prev = arrivals.at(-1);
-      for (const p of partsOf(text)) {
-        if (!prev || partIndex(p) > partIndex(prev)) {
-          if (arrivals.length > 0 && partIndex(p) !== partIndex(arrivals.at(-1)!) + 1) {
-            errors.push(
-              `${baseUrl}: part ${p.msn}.${p.part} follows ${arrivals.at(-1)!.msn}.${arrivals.at(-1)!.part}`,
-            );
-          }
-          arrivals.push({ ...p, atMs: now });
+      for (const u of unitsOf(text)) {
+        const s = span(u);
+        if (reach !== undefined && s.to <= reach) continue;
+        // Overlap is fine (a segment first listed as parts may later be listed whole); a hole is not.
+        if (reach !== undefined && s.from > reach) {
+          errors.push(
+            `${baseUrl}: ${u.msn}.${u.part ?? "*"} starts at part ${s.from}, the last one ended at ${reach}\n${text}`,
+          );
         }
+        arrivals.push({ ...u, atMs: now });
+        reach = s.to;
       }
-      const last = arrivals.at(-1);
+      const last = lastPart(text);
       want = last ? nextPart(last) : undefined;
     }
   })();
@@ -167,12 +228,20 @@ export function watchPlaylist(baseUrl: string, path: string, blockTimeoutMs = 40
   };
 }
 
-/** Longest wall time between two consecutive new parts at or after `sinceMs`. */
+/** Longest wall time between two consecutive new media (not gap) units arriving at or after `sinceMs`. */
 export function maxInterArrivalMs(arrivals: readonly Arrival[], sinceMs = 0): number {
+  const media = arrivals.filter((a) => !a.gap);
   let max = 0;
-  for (let i = 1; i < arrivals.length; i++) {
-    if (arrivals[i]!.atMs < sinceMs) continue;
-    max = Math.max(max, arrivals[i]!.atMs - arrivals[i - 1]!.atMs);
+  for (let i = 1; i < media.length; i++) {
+    if (media[i]!.atMs < sinceMs) continue;
+    max = Math.max(max, media[i]!.atMs - media[i - 1]!.atMs);
   }
   return max;
 }
+
+/** Units declared missing (GAP=YES parts, EXT-X-GAP segments) among the arrivals. */
+export function gapParts(arrivals: readonly Arrival[]): Arrival[] {
+  return arrivals.filter((a) => a.gap);
+}
+
+export const describeUnit = (u: Unit) => `${u.msn}.${u.part ?? "*"}`;

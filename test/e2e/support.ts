@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sleep, waitUntil } from "../../deploy/local-cluster/cluster.ts";
 import {
   createSupervisor,
   freePorts,
@@ -14,7 +15,7 @@ import {
   type Supervisor,
 } from "../../deploy/local-cluster/supervisor.ts";
 
-export { freePorts };
+export { freePorts, sleep, waitUntil };
 
 /** The committed fixture's ladder (packager-node/fixtures/README.md), as packager stream config. */
 export const fixtureRenditions = [
@@ -45,34 +46,9 @@ export const segmentDurationMs = 2000;
 /** The fixture loops every 8 s of media (4 segments); timestamps keep increasing across loops. */
 export const loopMs = 8000;
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** A timeline origin every encoder of a test agrees on: a segment boundary a little in the past. */
 export function timelineOriginMs(nowMs = Date.now()): number {
   return Math.floor(nowMs / segmentDurationMs) * segmentDurationMs - 4 * segmentDurationMs;
-}
-
-/** Polls `probe` (bounded) until it returns a value; the error names `what` and the last failure. */
-export async function waitUntil<T>(
-  what: string,
-  timeoutMs: number,
-  probe: () => Promise<T | undefined> | T | undefined,
-  intervalMs = 100,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    await sleep(intervalMs);
-  }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`,
-  );
 }
 
 export async function getText(

@@ -1,0 +1,206 @@
+/**
+ * A whole understudy cluster as real processes on loopback, for the
+ * coordinator-driven data-plane tests: three coordinators (Raft), three
+ * packager-nodes each with its agent (role packager, zones z1..z3), and two
+ * encoders (`understudy source` following the coordinator's shard map) each
+ * with its agent (role encoder). Predictions are off so only failures move
+ * the stream.
+ */
+import { join } from "node:path";
+import { createGrpcClient } from "../../common/grpc-client.ts";
+import type { RoleProcess } from "../../deploy/local-cluster/supervisor.ts";
+import {
+  type ChainGraph,
+  ChainService,
+} from "../../proto/gen/understudy/api/v1/chain_service_pb.ts";
+import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
+import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import { streamSpec } from "../support/cluster.ts";
+import {
+  type E2ERun,
+  fixtureRenditions,
+  freePorts,
+  segmentDurationMs,
+  waitUntil,
+} from "./support.ts";
+
+export interface Member {
+  readonly id: string;
+  readonly proc: RoleProcess;
+  /** The host's agent (absent for coordinators). */
+  readonly agent?: RoleProcess;
+}
+
+export interface CoordinatedCluster {
+  readonly coordinators: (Member & { api: string })[];
+  readonly packagers: (Member & { url: string; agent: RoleProcess })[];
+  readonly encoders: (Member & { agent: RoleProcess })[];
+  readonly addresses: string[];
+  /** The API address of the current Raft leader. */
+  leader(): Promise<string>;
+  /** ChainService.GetChain (linearizable) on the leader. */
+  chain(streamId: string): Promise<ChainGraph>;
+}
+
+const heartbeatIntervalMs = 250;
+
+export async function startCoordinatedCluster(
+  run: E2ERun,
+  streamId: string,
+): Promise<CoordinatedCluster> {
+  const ports = await freePorts(12);
+  const coord = [0, 1, 2].map((i) => ({
+    id: `c${i + 1}`,
+    api: `127.0.0.1:${ports[i]}`,
+    peer: `127.0.0.1:${ports[3 + i]}`,
+  }));
+  const bootstrap = coord.map((c) => ({ id: c.id, peerAddress: c.peer, apiAddress: c.api }));
+  const addresses = coord.map((c) => c.api);
+  const coordinators = await Promise.all(
+    coord.map(async (c) => ({
+      id: c.id,
+      api: c.api,
+      proc: await run.sup.start(
+        c.id,
+        "coordinator",
+        {
+          nodeId: c.id,
+          dataDir: join(run.runDir, `${c.id}-data`),
+          peerListen: c.peer,
+          apiListen: c.api,
+          bootstrap,
+          placement: { intervalMs: 500 },
+          predict: { enabled: false },
+          log: { level: "warn" },
+        },
+        { ready: /"event":"listening"/ },
+      ),
+    })),
+  );
+  const packagers = await Promise.all(
+    [0, 1, 2].map(async (i) => {
+      const id = `pkg-${i + 1}`;
+      const http = `127.0.0.1:${ports[6 + i]}`;
+      const control = `127.0.0.1:${ports[9 + i]}`;
+      const proc = await run.sup.start(
+        id,
+        "packager",
+        { nodeId: id, mode: "origin", listen: http, control, log: { level: "warn" } },
+        { ready: /listening on/ },
+      );
+      const agent = await run.sup.start(
+        `agent-${id}`,
+        "agent",
+        {
+          component: {
+            id,
+            role: "packager",
+            labels: { region: "local", zone: `z${i + 1}` },
+            capacity: { maxStreams: 10 },
+            baseUrl: `http://${http}`,
+            controlAddress: control,
+          },
+          coordinator: { addresses },
+          sampling: { intervalMs: 1000, heartbeatIntervalMs },
+          probes: { packagerStatusUrl: `http://${http}/status` },
+          logLevel: "warn",
+        },
+        { ready: "spawn" },
+      );
+      return { id, url: `http://${http}`, proc, agent };
+    }),
+  );
+  const encoders = await Promise.all(
+    ["enc-1", "enc-2"].map(async (id, i) => {
+      const agent = await run.sup.start(
+        `agent-${id}`,
+        "agent",
+        {
+          component: { id, role: "encoder", labels: { region: "local", zone: `z${i + 1}` } },
+          coordinator: { addresses },
+          sampling: { intervalMs: 1000, heartbeatIntervalMs },
+          logLevel: "warn",
+        },
+        { ready: "spawn" },
+      );
+      // Follows the coordinator: waits (bounded backoff) until the stream exists.
+      const proc = await run.sup.start(
+        id,
+        "source",
+        { streamId, encoderId: id, coordinator: { addresses }, logLevel: "warn" },
+        { ready: "spawn" },
+      );
+      return { id, proc, agent };
+    }),
+  );
+
+  const leader = () =>
+    waitUntil("a coordinator leader", 15_000, async () => {
+      for (const c of coordinators) {
+        if (!c.proc.running()) continue;
+        const client = createGrpcClient(ClusterService, c.api);
+        try {
+          const st = await client.getStatus({}, { timeoutMs: 500 });
+          if (st.node?.role === NodeRole.LEADER) return c.api;
+        } catch {
+          // down or not ready
+        } finally {
+          client.close();
+        }
+      }
+      return undefined;
+    });
+  return {
+    coordinators,
+    packagers,
+    encoders,
+    addresses,
+    leader,
+    async chain(streamId) {
+      const client = createGrpcClient(ChainService, await leader());
+      try {
+        const { graph } = await client.getChain({ streamId }, { timeoutMs: 2000 });
+        if (!graph) throw new Error(`GetChain(${streamId}) returned no graph`);
+        return graph;
+      } finally {
+        client.close();
+      }
+    },
+  };
+}
+
+/** CreateStream for the fixture ladder: test/support's spec (0.5 s shards/parts, 2 s segments, LL-HLS, replication 2). */
+export async function createFixtureStream(
+  cluster: CoordinatedCluster,
+  streamId: string,
+  nowMs = Date.now(),
+): Promise<number> {
+  const originMs = Math.floor(nowMs / segmentDurationMs) * segmentDurationMs;
+  const client = createGrpcClient(StreamService, await cluster.leader());
+  try {
+    await client.createStream(
+      {
+        spec: {
+          ...streamSpec(streamId),
+          renditions: fixtureRenditions.map((r) => {
+            const [w, h] = r.resolution.split("x").map(Number);
+            return {
+              id: r.id,
+              bandwidthBps: BigInt(r.bandwidth),
+              width: w!,
+              height: h!,
+              frameRate: r.frameRate,
+              codecs: r.codecs,
+            };
+          }),
+          placement: { zoneAntiAffinity: true },
+          timelineOriginUnixMs: BigInt(originMs),
+        },
+      },
+      { timeoutMs: 5000 },
+    );
+  } finally {
+    client.close();
+  }
+  return originMs;
+}
