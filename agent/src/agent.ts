@@ -11,6 +11,7 @@
  * server.
  */
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { Clock } from "../../common/clock.ts";
 import { errorMessage } from "../../common/errors.ts";
 import type { Logger } from "../../common/log.ts";
@@ -254,10 +255,28 @@ export async function createAgent(deps: AgentDeps): Promise<Agent> {
     }, delayMs);
   };
 
+  /**
+   * The watched service's death must reach the leader within about a
+   * heartbeat, not a sampling interval: each heartbeat tick checks the last
+   * seen pid cheaply and, when it is gone, samples at once (proc.up = 0).
+   */
+  const watchedGone = (): boolean => {
+    const pid = deps.processWatcher?.currentPid();
+    if (pid === undefined) return false;
+    try {
+      // Field 3 of /proc/<pid>/stat is the state; a zombie has exited.
+      const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+    } catch {
+      return true;
+    }
+  };
+
   const scheduleHeartbeat = () => {
     clearTimeout(heartbeatTimer);
     if (stopped) return;
     heartbeatTimer = setTimeout(() => {
+      if (sampling === undefined && watchedGone()) scheduleSample(0);
       // Heartbeats only prove liveness to a leader that is listening; while
       // disconnected they would only fill the buffer.
       const quietMs = clock.monotonicMs() - lastAppendMono;

@@ -1,11 +1,13 @@
 /**
- * Real processes: a coordinator node, a real `understudy agent` watching a
- * real service process by pid. Killing the service (the agent lives on) gets
- * the component committed DOWN with a "service:" reason; the failure
- * detector does not flip it back while the agent keeps heartbeating.
+ * Real processes: a coordinator node and a real `understudy agent` watching
+ * a real service process through a pidfile. Killing the service (the agent
+ * lives on) gets the component committed DOWN with a "service:" reason within
+ * 1 s, over repeated trials; a new service process brings it back to HEALTHY;
+ * the liveness detector never flips a service DOWN back while the agent
+ * keeps heartbeating.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,52 +20,63 @@ async function waitFor(pred: () => boolean, what: string, timeoutMs: number) {
   const end = Date.now() + timeoutMs;
   while (!pred()) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
 describe("a watched service dies while its agent lives (real processes)", function () {
-  this.timeout(40_000);
-  it("the component is committed DOWN within ~2 s and stays DOWN", async () => {
+  this.timeout(90_000);
+  it("is committed DOWN within 1 s in every trial, HEALTHY again when it restarts, and stays DOWN meanwhile", async () => {
     const node = await startSingleNode({
       handover: { automatic: false },
       placement: { automatic: false },
     });
-    const service = spawn("sleep", ["120"], { stdio: "ignore" });
     const dir = mkdtempSync(join(tmpdir(), "understudy-agent-"));
+    const pidfile = join(dir, "service.pid");
+    let service: ChildProcess = spawn("sleep", ["300"], { stdio: "ignore" });
+    writeFileSync(pidfile, `${service.pid}\n`);
     const cfg = join(dir, "agent.yaml");
     writeFileSync(
       cfg,
       stringify({
         component: { id: "pkg-1", role: "packager" },
         coordinator: { addresses: [node.apiServer.address] },
-        sampling: { intervalMs: 500, heartbeatIntervalMs: 250 },
-        watch: { pid: service.pid },
+        sampling: { intervalMs: 1000, heartbeatIntervalMs: 250 },
+        watch: { pidfile },
         logLevel: "warn",
       }),
     );
     const agent = spawn(process.execPath, [understudyBin, "agent", "--config", cfg], {
       stdio: "ignore",
     });
+    const status = () => node.cluster.fsm.component("pkg-1")?.status;
+    const took: number[] = [];
     try {
-      await waitFor(
-        () => node.cluster.fsm.component("pkg-1")?.status === ComponentStatus.HEALTHY,
-        "registration",
-        20_000,
+      await waitFor(() => status() === ComponentStatus.HEALTHY, "registration", 20_000);
+      await new Promise((r) => setTimeout(r, 1500)); // the agent has sampled the service
+      for (let trial = 0; trial < 5; trial++) {
+        const t0 = Date.now();
+        service.kill("SIGKILL");
+        await waitFor(() => status() === ComponentStatus.DOWN, `DOWN (trial ${trial})`, 5000);
+        took.push(Date.now() - t0);
+        assert.match(node.cluster.fsm.component("pkg-1")!.statusReason, /^service: /);
+        // The agent keeps heartbeating: the liveness detector must not undo it.
+        await new Promise((r) => setTimeout(r, 600));
+        assert.equal(status(), ComponentStatus.DOWN);
+        service = spawn("sleep", ["300"], { stdio: "ignore" });
+        writeFileSync(pidfile, `${service.pid}\n`);
+        await waitFor(
+          () => status() === ComponentStatus.HEALTHY,
+          `HEALTHY again (trial ${trial})`,
+          5000,
+        );
+        await new Promise((r) => setTimeout(r, 1200));
+      }
+      took.sort((a, b) => a - b);
+      assert.ok(
+        took.at(-1)! < 1000,
+        `detection times ${took.join(", ")} ms: the slowest is over 1 s`,
       );
-      const t0 = Date.now();
-      service.kill("SIGKILL");
-      await waitFor(
-        () => node.cluster.fsm.component("pkg-1")?.status === ComponentStatus.DOWN,
-        "DOWN",
-        5000,
-      );
-      const tookMs = Date.now() - t0;
-      assert.match(node.cluster.fsm.component("pkg-1")!.statusReason, /^service: /);
-      assert.ok(tookMs < 2500, `took ${tookMs} ms`);
-      // The agent keeps heartbeating: the liveness detector must not undo it.
-      await new Promise((r) => setTimeout(r, 1500));
-      assert.equal(node.cluster.fsm.component("pkg-1")?.status, ComponentStatus.DOWN);
     } finally {
       agent.kill("SIGKILL");
       service.kill("SIGKILL");
