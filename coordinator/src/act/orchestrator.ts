@@ -331,8 +331,16 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
         if (!r.ok) return; // epoch moved: re-read and retry this step
         await updateShardTargets(h.streamId, undefined, from.id);
         await propose(h, HandoverState.COMPLETED);
-        void effects.drain(from, fsm.handover(h.id)?.epoch ?? h.epoch).catch((err) =>
-          log.warn("drain of the old primary failed (it may be down already)", {
+        // The old primary stops serving this stream. Only a drain of the
+        // component itself empties the whole node: other streams it serves
+        // are not this handover's business.
+        const epoch = fsm.handover(h.id)?.epoch ?? h.epoch;
+        const cleanup =
+          h.reason === HandoverReason.DRAIN
+            ? effects.drain(from, epoch)
+            : effects.unassign(from, h.streamId, renditions, epoch);
+        void cleanup.catch((err) =>
+          log.warn("cleanup on the old primary failed (it may be down already)", {
             component: from.id,
             err,
           }),
