@@ -150,6 +150,11 @@ const SPECS = {
   latZ: ["packager.ingest_latency_ms:z", 0],
   latSlope: ["packager.ingest_latency_ms:ln_slope60s", 0],
   latTte: ["packager.ingest_latency_ms:tte_ln_s", TTE_CAP_LOG],
+  // Fast onset: a young packager has no baseline for z, and a 60 s fit over
+  // flat history hides a steep ramp for half a minute.
+  latRise: ["packager.ingest_latency_ms:ln_rise3s_vs_60s", 0],
+  latSlope15: ["packager.ingest_latency_ms:ln_slope15s", 0],
+  latTte15: ["packager.ingest_latency_ms:tte15_ln_s", TTE_CAP_LOG],
   perrEwma: ["packager.error_rate:ewma10s", 0],
   perrSlope: ["packager.error_rate:slope60s", 0],
   e5xxEwma: ["edge.http_5xx_rate:ewma10s", 0],
@@ -171,7 +176,7 @@ export const FEATURE_NAMES: readonly string[] = KEYS.map((k) => SPECS[k][0]);
 export const FEATURE_MISSING: readonly number[] = KEYS.map((k) => SPECS[k][1]);
 export const FEATURE_COUNT = KEYS.length;
 /** Bumped whenever the meaning or order of features changes. */
-export const FEATURE_SET_VERSION = 1;
+export const FEATURE_SET_VERSION = 2;
 
 export interface ExtractorOptions {
   /** Windows and fast averages are cleared after a silence longer than this. Default 10 s. */
@@ -495,6 +500,19 @@ export function createFeatureExtractor(opts: ExtractorOptions = {}): FeatureExtr
       fitOf(c, M.latency, tMs, 60_000);
       out[F.latSlope] = orMissing(fit.slopePerS, "latSlope");
       out[F.latTte] = tteFromFit(latencyLimitLn, "up");
+      // Mean ln latency of the last 3 s above the mean of the last 60 s.
+      const lw = W[M.latency];
+      let rise = Number.NaN;
+      if (lw !== undefined && lw.size > 0) {
+        windowStats(lw, tMs, 3000, stats);
+        const recent = stats.mean;
+        windowStats(lw, tMs, 60_000, stats);
+        if (stats.n >= 5) rise = recent - stats.mean;
+      }
+      out[F.latRise] = orMissing(rise, "latRise");
+      fitOf(c, M.latency, tMs, 15_000);
+      out[F.latSlope15] = orMissing(fit.slopePerS, "latSlope15");
+      out[F.latTte15] = tteFromFit(latencyLimitLn, "up");
       out[F.perrEwma] = orMissing(fast[M.perr]!, "perrEwma");
       out[F.perrSlope] = orMissing(slope(c, M.perr, tMs, 60_000), "perrSlope");
       out[F.e5xxEwma] = orMissing(fast[M.e5xx]!, "e5xxEwma");
@@ -512,6 +530,7 @@ export function createFeatureExtractor(opts: ExtractorOptions = {}): FeatureExtr
         out[F.lossTte]!,
         out[F.fpsTte]!,
         out[F.latTte]!,
+        out[F.latTte15]!,
       );
       return !Number.isNaN(c.lastObserveMs) && tMs - c.segmentStartMs >= segmentWarmupMs;
     },

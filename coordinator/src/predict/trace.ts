@@ -19,6 +19,20 @@
  *   ingest-latency     packager ingest latency grows until ingest stalls (packagers only)
  * and `sudden` failures (crash, power loss) have no precursor at all.
  *
+ * Young components: the trace start is a process start, and components are
+ * redeployed (the agent silent for 12-45 s, then a fresh process) every two
+ * hours or so, churny ones (CHURNY_SHARE) eight times an hour. With
+ * `earlyFailureChance`, each start is followed by an extra gradual failure
+ * whose precursor begins within two minutes and is steep (tens of seconds,
+ * see PRECURSOR_FAST_S); a steep ingest-latency failure may also add its
+ * delay evenly (the demo's linear fault) instead of compounding. Without
+ * these, every precursor would follow half an hour of healthy uptime and a
+ * model would learn that young components never fail, nor fail fast.
+ * Fresh packagers show what fresh origins show: an error ratio inflated by
+ * requests that came before content, decaying as its window fills. Ingest
+ * lag ranges from loopback-fast origins (a few ms, whole ms, with absolute
+ * scheduling wander) to remote ingest (hundreds of ms).
+ *
  * A failure at `failMs` means: the last sample is at the tick before failMs,
  * the component is silent (down) until `recoverMs`, then restarts clean.
  * The generator is pure: all randomness comes from createRng(seed).
@@ -51,6 +65,11 @@ export interface TraceOptions {
   startMs?: number;
   /** Most failures per component. Default 3. */
   failuresMax?: number;
+  /**
+   * Chance that a process start (trace start, recovery, redeploy) is followed
+   * by an extra steep gradual failure. Default 0.15.
+   */
+  earlyFailureChance?: number;
 }
 
 export interface TraceFailure {
@@ -61,6 +80,8 @@ export interface TraceFailure {
   readonly failMs: number;
   /** First tick with samples again. */
   readonly recoverMs: number;
+  /** An early failure of a young component (see earlyFailureChance). */
+  readonly early: boolean;
 }
 
 export interface SimulatedComponent {
@@ -143,6 +164,33 @@ const PRECURSOR_S: Record<GradualMode, readonly [number, number]> = {
   "ingest-latency": [180, 600],
 };
 
+/**
+ * Precursor length range of early (young-component) failures, seconds: a
+ * fast leak, a runaway, an origin whose ingest falls behind within seconds.
+ */
+const PRECURSOR_FAST_S: Record<GradualMode, readonly [number, number]> = {
+  "memory-leak": [30, 120],
+  "cpu-runaway": [30, 120],
+  "disk-fill": [60, 180],
+  thermal: [120, 300],
+  "packet-loss": [30, 120],
+  "encoder-fps-decay": [20, 90],
+  "ingest-latency": [10, 45],
+};
+/** An early failure's precursor starts this long after the segment starts, seconds. */
+const EARLY_START_S: readonly [number, number] = [15, 120];
+/** Planned process replacements (agent silent 12-45 s, fresh start) per component-hour. */
+const REDEPLOYS_PER_HOUR = 0.5;
+/**
+ * Some components churn (autoscaled, frequently redeployed): most of their
+ * life is the first minutes after a start, when windows are short and there
+ * is no baseline yet. They give the data young components, healthy and failing.
+ */
+const CHURNY_SHARE = 0.3;
+const CHURNY_REDEPLOYS_PER_HOUR = 8;
+/** Room kept between an early failure's recovery and the next scheduled precursor. */
+const EARLY_CLEARANCE_MS = 10 * 60_000;
+
 const GIB = 1024 ** 3;
 const MIN = 60_000;
 const HOUR = 3_600_000;
@@ -206,6 +254,11 @@ function pulseLevel(pulses: Pulse[], cursor: { i: number }, t: number, shape: "d
   return sum;
 }
 
+interface Redeploy {
+  startMs: number;
+  endMs: number;
+}
+
 interface ModeParams {
   /** Shape exponent of the precursor ramp. */
   gamma: number;
@@ -248,14 +301,28 @@ class HostSim implements SimulatedComponent {
   private readonly latencySpikes: Pulse[];
   private readonly errBursts: Pulse[];
   private readonly restartsAt: number[];
+  private readonly redeploys: Redeploy[];
+  private redeployCursor = 0;
   private readonly cur = { load: { i: 0 }, loss: { i: 0 }, lat: { i: 0 }, err: { i: 0 } };
   private restartCursor = 0;
+  /** Error ratio right after a start, decaying as 1 / (1 + age / tau) until the window (60 s) forgets it. */
+  private readonly startupErr: number;
+  private readonly startupErrTauMs: number;
+  /** Scheduling wander of ingest lag in absolute ms (dominates on loopback-fast packagers). */
+  private readonly latJitterMs: number;
+  private latWander = 0;
+  /** Ingest lag at which this packager's ingest stalls (ingest-latency failures end there). */
+  private readonly stallMs: number;
+  /** Noise for behaviour added later, from extraRng (see createTrace). */
+  private readonly gx: () => number;
   // dynamic state
   private loadAr = 0;
   private tempC: number;
   private restarts = 0;
   private droppedFrames = 0;
   private lastRestartMs = Number.NEGATIVE_INFINITY;
+  /** Last process start: the trace start, a supervisor restart, a redeploy or a recovery. */
+  private lastStartMs: number;
   private fsUsedFrac: number;
   private lastRotateMs: number;
   private lastTMs = Number.NaN;
@@ -268,8 +335,12 @@ class HostSim implements SimulatedComponent {
     startMs: number,
     durationMs: number,
     failuresMax: number,
+    earlyChance: number,
+    /** Draws for behaviour added later (early failures, startup errors), so older draws stay put. */
+    extraRng: Rng,
   ) {
     this.g = createGauss(rng);
+    this.lastStartMs = startMs;
     const metrics = [...COMMON_METRICS, ...ROLE_METRICS[role]];
     this.samples = metrics.map(([name, unit], i) => {
       this.idx[name] = i;
@@ -296,7 +367,8 @@ class HostSim implements SimulatedComponent {
     this.hbSigma = uniform(rng, 3, 15);
     this.baseRtt = uniform(rng, 0.5, 25);
     this.nominalFps = rng.pick([25, 30, 50, 60]);
-    this.baseLatency = uniform(rng, 80, 400);
+    // Log-uniform: loopback origins lag a few ms, remote ingest a few hundred.
+    this.baseLatency = Math.exp(uniform(rng, Math.log(2), Math.log(400)));
     this.base5xx = uniform(rng, 0.0005, 0.005);
     this.netBytes = uniform(rng, 2e6, 1.2e8);
     this.baseFds = rng.int(80, 3000);
@@ -311,18 +383,50 @@ class HostSim implements SimulatedComponent {
     this.lossBursts = schedulePulses(rng, startMs, end, 1, [0.01, 0.15], [10_000, 60_000]);
     this.latencySpikes = schedulePulses(rng, startMs, end, 2, [0.5, 1.5], [8_000, 40_000]);
     this.errBursts = schedulePulses(rng, startMs, end, 1.5, [0.01, 0.08], [10_000, 60_000]);
-    // Deploys and supervisor restarts: brief, below the detector timeout, never inside a failure.
+    this.startupErr = extraRng.chance(0.7) ? uniform(extraRng, 0.02, 0.4) : 0;
+    this.startupErrTauMs = uniform(extraRng, 500, 15_000);
+    this.latJitterMs = uniform(extraRng, 0.5, 6);
+    this.stallMs = uniform(extraRng, 6000, 10_000);
+    this.gx = createGauss(extraRng);
+    // Supervisor restarts: brief, below the detector timeout, never inside a failure.
     const restarts: number[] = [];
     let t = startMs;
     for (let i = 0; i < 1000; i++) {
       t += (-Math.log(1 - rng.next()) / 0.6) * HOUR;
       if (t >= end) break;
-      const clash = this.failures.some(
-        (f) => t > f.precursorStartMs - 2 * MIN && t < f.recoverMs + MIN,
-      );
-      if (!clash) restarts.push(t);
+      restarts.push(t);
     }
-    this.restartsAt = restarts;
+    this.redeploys = this.scheduleRedeploys(extraRng, startMs, end);
+    this.addEarlyFailures(extraRng, startMs, end, earlyChance);
+    const clash = (t: number) =>
+      this.failures.some((f) => t > f.precursorStartMs - 2 * MIN && t < f.recoverMs + MIN) ||
+      this.redeploys.some((r) => t > r.startMs - MIN && t < r.endMs + MIN);
+    this.restartsAt = restarts.filter((r) => !clash(r));
+  }
+
+  /**
+   * Redeploys: the process is replaced and its agent is silent for longer
+   * than a segment gap (12-45 s), then it starts fresh. Planned, not failures;
+   * they give the data young, healthy components.
+   */
+  private scheduleRedeploys(rng: Rng, startMs: number, endMs: number): Redeploy[] {
+    const out: Redeploy[] = [];
+    const perHour = rng.chance(CHURNY_SHARE) ? CHURNY_REDEPLOYS_PER_HOUR : REDEPLOYS_PER_HOUR;
+    let t = startMs;
+    for (let i = 0; i < 1000; i++) {
+      t += (-Math.log(1 - rng.next()) / perHour) * HOUR;
+      const at = startMs + Math.round((t - startMs) / 1000) * 1000;
+      const endT = at + Math.round(uniform(rng, 12, 45)) * 1000;
+      if (endT >= endMs - 2 * MIN) break;
+      const clash = this.failures.some(
+        (f) => endT > f.precursorStartMs - 5 * MIN && at < f.recoverMs + 2 * MIN,
+      );
+      // At least a minute of life between redeploys.
+      const prev = out[out.length - 1];
+      if (!clash && (prev === undefined || at >= prev.endMs + MIN))
+        out.push({ startMs: at, endMs: endT });
+    }
+    return out;
   }
 
   private scheduleFailures(rng: Rng, startMs: number, durationMs: number, max: number) {
@@ -342,8 +446,59 @@ class HostSim implements SimulatedComponent {
         precursorStartMs: failMs - d,
         failMs,
         recoverMs: failMs + Math.round(uniform(rng, 60, 300)) * 1000,
+        early: false,
       };
     });
+  }
+
+  /**
+   * For each start of the process (trace start, recovery, redeploy), with
+   * probability `chance`, an extra failure whose steep precursor starts within
+   * minutes of that start, if it ends well before the next failure or redeploy.
+   */
+  private addEarlyFailures(rng: Rng, startMs: number, endMs: number, chance: number): void {
+    if (this.mode === "sudden" || chance <= 0) return;
+    const [lo, hi] = PRECURSOR_FAST_S[this.mode];
+    const starts = [
+      startMs,
+      ...this.failures.map((f) => f.recoverMs),
+      ...this.redeploys.map((r) => r.endMs),
+    ].sort((a, b) => a - b);
+    const blocks = [
+      ...this.failures.map((f) => f.precursorStartMs),
+      ...this.redeploys.map((r) => r.startMs),
+    ].sort((a, b) => a - b);
+    const extra: { failure: TraceFailure; params: ModeParams }[] = [];
+    for (const segStart of starts) {
+      const take = rng.chance(chance);
+      const offset = Math.round(uniform(rng, EARLY_START_S[0], EARLY_START_S[1])) * 1000;
+      const d = Math.round(uniform(rng, lo, hi)) * 1000;
+      const down = Math.round(uniform(rng, 60, 300)) * 1000;
+      const params: ModeParams = { gamma: uniform(rng, 1, 1.8), level: rng.next() };
+      if (!take) continue;
+      const failMs = segStart + offset + d;
+      const recoverMs = failMs + down;
+      const next = blocks.find((b) => b > segStart);
+      const limit = next === undefined ? endMs - 2 * MIN : next - EARLY_CLEARANCE_MS;
+      if (recoverMs > limit) continue;
+      extra.push({
+        failure: {
+          mode: this.mode,
+          precursorStartMs: segStart + offset,
+          failMs,
+          recoverMs,
+          early: true,
+        },
+        params,
+      });
+    }
+    if (extra.length === 0) return;
+    const all = [
+      ...this.failures.map((failure, i) => ({ failure, params: this.modeParams[i]! })),
+      ...extra,
+    ].sort((a, b) => a.failure.failMs - b.failure.failMs);
+    this.failures.splice(0, this.failures.length, ...all.map((e) => e.failure));
+    this.modeParams.splice(0, this.modeParams.length, ...all.map((e) => e.params));
   }
 
   private precursorMs(rng: Rng): number {
@@ -369,6 +524,18 @@ class HostSim implements SimulatedComponent {
     }
     const f = this.failures[this.failureCursor];
     if (f !== undefined && tMs >= f.failMs) return false;
+    while (
+      this.redeployCursor < this.redeploys.length &&
+      this.redeploys[this.redeployCursor]!.endMs <= tMs
+    ) {
+      const at = this.redeploys[this.redeployCursor]!.endMs;
+      this.restarts++;
+      this.lastRestartMs = at;
+      this.lastStartMs = at;
+      this.redeployCursor++;
+    }
+    const rd = this.redeploys[this.redeployCursor];
+    if (rd !== undefined && tMs >= rd.startMs) return false;
     // precursor progress p in [0, 1) when a gradual failure is under way
     let p = -1;
     let mp: ModeParams | undefined;
@@ -386,6 +553,7 @@ class HostSim implements SimulatedComponent {
       this.restartsAt[this.restartCursor]! <= tMs
     ) {
       this.lastRestartMs = this.restartsAt[this.restartCursor]!;
+      this.lastStartMs = this.lastRestartMs;
       this.restartCursor++;
       this.restarts++;
       restartAge = tMs - this.lastRestartMs;
@@ -552,13 +720,31 @@ class HostSim implements SimulatedComponent {
         (1 + pulseLevel(this.latencySpikes, this.cur.lat, tMs, "flat"));
       if (justRestarted) lat *= 3;
       if (load > 0.9) lat *= 1 + (load - 0.9) * 5;
+      this.latWander = 0.8 * this.latWander + 0.6 * this.gx();
+      lat += this.latJitterMs * Math.abs(this.latWander);
       if (mode === "ingest-latency") {
-        const stallMs = 6000 + 4000 * mp!.level;
-        lat *= Math.exp(Math.log(stallMs / this.baseLatency) * ramp);
+        const stallMs = this.stallMs;
+        // A backlog that compounds (geometric); a steep early failure may
+        // instead add a delay that grows evenly (additive, fastest in log
+        // terms at the start, like the demo's linear fault).
+        if (f!.early && mp!.level >= 0.5) lat += (stallMs - this.baseLatency) * ramp;
+        else lat *= Math.exp(Math.log(stallMs / this.baseLatency) * ramp);
       }
       if (mode === "cpu-runaway") lat *= 1 + Math.min(1, p / 0.6);
       if (mode === "packet-loss") lat *= 1 + 4 * loss;
-      const err = clamp(0.0005 + 0.0003 * g() + (lat > 2000 ? (lat - 2000) / 100_000 : 0), 0, 1);
+      // Packagers report whole milliseconds (a quantile of integer lags).
+      lat = Math.round(lat);
+      const startAge = tMs - this.lastStartMs;
+      const startupErr =
+        startAge < 60_000 ? this.startupErr / (1 + startAge / this.startupErrTauMs) : 0;
+      const err = clamp(
+        0.0005 +
+          0.0003 * g() +
+          startupErr +
+          (lat > this.stallMs / 4 ? (lat - this.stallMs / 4) / (12 * this.stallMs) : 0),
+        0,
+        1,
+      );
       this.set("packager.ingest_latency_ms", lat);
       this.set("packager.error_rate", err);
     } else {
@@ -580,6 +766,7 @@ class HostSim implements SimulatedComponent {
   private onRecovered(atMs: number): void {
     this.restarts++;
     this.lastRestartMs = atMs;
+    this.lastStartMs = atMs;
     this.tempC = this.ambientC + this.tempPerLoad * this.baseLoad;
     if (this.mode === "disk-fill") this.fsUsedFrac = this.fsBase;
   }
@@ -605,12 +792,18 @@ export function createTrace(seed: number, opts: TraceOptions = {}): Trace {
   const tickMs = opts.tickMs ?? 1000;
   const startMs = opts.startMs ?? 0;
   const failuresMax = opts.failuresMax ?? 3;
+  const earlyChance = opts.earlyFailureChance ?? 0.15;
+  if (!(earlyChance >= 0 && earlyChance <= 1)) {
+    throw new RangeError(`earlyFailureChance must be in [0, 1], got ${earlyChance}`);
+  }
   if (!Number.isInteger(components) || components < 1 || components > 100_000) {
     throw new RangeError(`components must be an integer in 1..100000, got ${components}`);
   }
   if (!(durationMs >= 10 * MIN))
     throw new RangeError(`durationMs must be >= 10 min, got ${durationMs}`);
   const rng = createRng(seed);
+  // Independent of `rng`, so adding behaviour here leaves the older draws (and traces) as they were.
+  const extraRng = createRng((Math.imul(seed >>> 0, 0x9e3779b1) ^ 0x5eed5eed) >>> 0);
   const offset = rng.int(0, FAILURE_MODES.length - 1);
   const comps: SimulatedComponent[] = [];
   for (let i = 0; i < components; i++) {
@@ -628,6 +821,8 @@ export function createTrace(seed: number, opts: TraceOptions = {}): Trace {
         startMs,
         durationMs,
         failuresMax,
+        earlyChance,
+        extraRng.fork(),
       ),
     );
   }

@@ -35,7 +35,8 @@ describe("predict/trace", () => {
         seen.add(c.mode);
         if (c.mode === "encoder-fps-decay") assert.equal(c.role, "encoder");
         if (c.mode === "ingest-latency") assert.equal(c.role, "packager");
-        assert.ok(c.failures.length >= 1 && c.failures.length <= 3);
+        const scheduled = c.failures.filter((f) => !f.early).length;
+        assert.ok(scheduled >= 1 && scheduled <= 3);
         let prevRecover = 0;
         for (const f of c.failures) {
           assert.equal(f.mode, c.mode);
@@ -71,7 +72,7 @@ describe("predict/trace", () => {
     for (let seed = 0; seed < 4; seed++) {
       const tr = createTrace(seed, { components: 5, durationMs: 6 * HOUR });
       for (const c of tr.components) {
-        const f = c.failures[0]!;
+        const f = c.failures.find((x) => !x.early)!;
         let before: Record<string, number> = {};
         let last: Record<string, number> = {};
         let upWhileDown = false;
@@ -92,6 +93,48 @@ describe("predict/trace", () => {
       }
     }
     assert.equal(checked.size, GRADUAL_MODES.length);
+  });
+
+  it("gives young components steep early failures and fresh starts after redeploys", () => {
+    let early = 0;
+    let gaps = 0;
+    for (let seed = 0; seed < 6; seed++) {
+      const tr = createTrace(seed, { components: 5, durationMs: 6 * HOUR });
+      for (const c of tr.components) {
+        let lastUp = Number.NaN;
+        let segmentStart = 0;
+        const starts: number[] = [0];
+        for (let t = 0; t < tr.durationMs; t += 1000) {
+          if (!c.step(t)) continue;
+          if (!Number.isNaN(lastUp) && t - lastUp > 10_000) {
+            segmentStart = t;
+            starts.push(t);
+            const down = c.failures.some(
+              (f) => f.failMs > lastUp && f.failMs <= lastUp + 1000 && f.recoverMs <= t,
+            );
+            if (!down) {
+              gaps++;
+              assert.ok(t - lastUp >= 12_000 && t - lastUp <= 46_000, `redeploy gap ${t - lastUp}`);
+            }
+          }
+          lastUp = t;
+        }
+        void segmentStart;
+        for (const f of c.failures.filter((x) => x.early)) {
+          early++;
+          const sinceStart =
+            f.precursorStartMs - Math.max(...starts.filter((s) => s <= f.precursorStartMs));
+          assert.ok(
+            sinceStart >= 15_000 && sinceStart <= 120_000,
+            `early precursor ${sinceStart} ms after a start`,
+          );
+          assert.ok(f.failMs - f.precursorStartMs <= 300_000, "early precursors are steep");
+        }
+      }
+    }
+    assert.ok(early >= 3, `only ${early} early failures in 30 components`);
+    assert.ok(gaps >= 10, `only ${gaps} redeploys in 30 components`);
+    assert.throws(() => createTrace(1, { earlyFailureChance: 2 }), /earlyFailureChance/);
   });
 
   it("validates options", () => {
