@@ -17,7 +17,7 @@ import {
   trainingRows,
 } from "./eval-run.ts";
 import { createTally, type Summary } from "./evaluation.ts";
-import { deserializeModel, serializeModel } from "./model.ts";
+import { deserializeModel, type PredictorModel, serializeModel } from "./model.ts";
 import { GRADUAL_MODES } from "./trace.ts";
 import {
   type CalibrationComponent,
@@ -69,12 +69,29 @@ export interface EvalReport {
 
 export const GRADUAL = "gradual (all)";
 
-export async function runEvaluation(
+/** A model produced by the fit + calibrate stages, with what the report says about them. */
+export interface TrainedModel {
+  readonly seeds: { fit: number[]; calibrate: number[]; test: number[] };
+  readonly trainingRows: number;
+  readonly trainingPositives: number;
+  readonly thresholds: Record<string, ThresholdChoice>;
+  readonly model: PredictorModel;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Fits the base models on the range's fit seeds, then the stack and the
+ * per-role thresholds on its calibration seeds; test seeds are not touched.
+ * `predict train` ships exactly this model and `predict eval` tests exactly
+ * this model on the same range's held-out seeds, so an eval of a range
+ * describes the model `predict train` writes for that range.
+ */
+export async function trainAndCalibrate(
   seeds: readonly number[],
   cfg: EvalConfig,
-  runner: SeedRunner,
+  runner: Pick<SeedRunner, "trainingRows" | "calibration">,
   progress: (msg: string) => void = () => {},
-): Promise<EvalReport> {
+): Promise<TrainedModel> {
   const fit = seeds.filter((_, i) => seedRole(i) === "fit");
   const calibrate = seeds.filter((_, i) => seedRole(i) === "calibrate");
   const test = seeds.filter((_, i) => seedRole(i) === "test");
@@ -107,19 +124,35 @@ export async function runEvaluation(
     scoring: cfg.scoring,
     falseAlarmsPerDayBudget: cfg.falseAlarmsPerDayBudget,
   });
-  const model = { ...base, stack, thresholds };
-  const bytes = serializeModel(model);
-
-  progress(`testing on ${test.length} held-out seeds`);
-  const results = await runner.test(test, cfg, bytes);
-  const report = aggregate(results);
+  const model: PredictorModel = { ...base, stack, thresholds };
   return {
     seeds: { fit, calibrate, test },
-    horizonMs: cfg.scoring.horizonMs,
-    slackMs: cfg.scoring.slackMs,
     trainingRows: data.rows,
     trainingPositives: positives,
     thresholds: choices,
+    model,
+    bytes: serializeModel(model),
+  };
+}
+
+export async function runEvaluation(
+  seeds: readonly number[],
+  cfg: EvalConfig,
+  runner: SeedRunner,
+  progress: (msg: string) => void = () => {},
+): Promise<EvalReport> {
+  const trained = await trainAndCalibrate(seeds, cfg, runner, progress);
+  const bytes = trained.bytes;
+  progress(`testing on ${trained.seeds.test.length} held-out seeds`);
+  const results = await runner.test(trained.seeds.test, cfg, bytes);
+  const report = aggregate(results);
+  return {
+    seeds: trained.seeds,
+    horizonMs: cfg.scoring.horizonMs,
+    slackMs: cfg.scoring.slackMs,
+    trainingRows: trained.trainingRows,
+    trainingPositives: trained.trainingPositives,
+    thresholds: trained.thresholds,
     rows: report.rows,
     targets: report.targets,
     explanations: report.explanations,

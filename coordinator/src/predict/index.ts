@@ -15,6 +15,7 @@ export {
   ModelFormatError,
   serializeModel,
 } from "./model.ts";
+export { DEFAULT_MODEL_FILE, ModelFileError, readModelFile, writeModelFile } from "./model-file.ts";
 export type {
   LabelKind,
   OnlineLearningOptions,

@@ -1,5 +1,5 @@
 /**
- * `understudy predict <eval|score>`: the command edge of the predictor.
+ * `understudy predict <eval|train|score>`: the command edge of the predictor.
  *
  *   predict eval [--seeds A..B] [--json] [--workers N] [--hours H]
  *                [--components N] [--no-online] [--strict]
@@ -7,6 +7,10 @@
  *       rest (see eval-run.ts for the split and evaluation.ts for how alarms
  *       are scored) and prints per failure mode the model and two baselines.
  *       --strict exits 1 when a target is missed.
+ *   predict train [--seeds A..B] --out FILE [--workers N] [--hours H] [--components N]
+ *       Fits and calibrates exactly as `predict eval` does on the same range
+ *       (its test seeds are left out) and writes the serialised model to
+ *       FILE. Deterministic: the same arguments give the same bytes.
  *   predict score --input FILE.csv --output FILE.csv
  *       Adds a causal anomaly_score column (see csv-score.ts for the format).
  *       Streams line by line; the output appears only when all input was good.
@@ -14,6 +18,7 @@
  * Exit codes: 0 ok, 1 targets missed under --strict, 2 bad usage or bad input.
  */
 
+import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createReadStream, createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
@@ -25,9 +30,12 @@ import {
   type EvalReport,
   formatReport,
   runEvaluation,
+  type SeedRunner,
+  trainAndCalibrate,
 } from "./eval-pipeline.ts";
 import { createEvalPool } from "./eval-pool.ts";
 import { DEFAULT_EVAL_CONFIG, type EvalConfig } from "./eval-run.ts";
+import { writeModelFile } from "./model-file.ts";
 
 export interface CommandIo {
   stdout: (text: string) => void;
@@ -41,6 +49,7 @@ const defaultIo: CommandIo = {
 
 const USAGE = `usage:
   understudy predict eval [--seeds A..B] [--json] [--workers N] [--hours H] [--components N] [--no-online] [--strict]
+  understudy predict train [--seeds A..B] --out FILE [--workers N] [--hours H] [--components N]
   understudy predict score --input FILE.csv --output FILE.csv
 `;
 
@@ -90,12 +99,16 @@ function positiveNumber(name: string, text: string | undefined, dflt: number, ma
   return n;
 }
 
-async function runEval(argv: readonly string[], io: CommandIo): Promise<number> {
-  const { values, flags } = parseFlags(
-    argv,
-    ["--seeds", "--workers", "--hours", "--components"],
-    ["--json", "--no-online", "--strict"],
-  );
+interface RunSetup {
+  seeds: number[];
+  workers: number;
+  hours: number;
+  components: number;
+  cfg: EvalConfig;
+}
+
+/** Flags shared by eval and train: the same flags build the same pipeline. */
+function runSetup(values: Map<string, string>, online: boolean): RunSetup {
   const seeds = parseSeedRange(values.get("--seeds") ?? "1000..1099");
   const workers = Math.floor(
     positiveNumber("--workers", values.get("--workers"), Math.min(2, availableParallelism()), 64),
@@ -108,23 +121,36 @@ async function runEval(argv: readonly string[], io: CommandIo): Promise<number> 
   const cfg: EvalConfig = {
     ...DEFAULT_EVAL_CONFIG,
     trace: { ...DEFAULT_EVAL_CONFIG.trace, components, durationMs: Math.round(hours * 3_600_000) },
-    online: !flags.has("--no-online"),
+    online,
   };
+  return { seeds, workers, hours, components, cfg };
+}
+
+/** Runs `fn` with an in-process runner (1 worker) or a worker pool, closing the pool after. */
+async function withRunner<T>(workers: number, fn: (runner: SeedRunner) => Promise<T>): Promise<T> {
+  if (workers <= 1) return fn(createInProcessRunner());
+  const pool = await createEvalPool(workers);
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function runEval(argv: readonly string[], io: CommandIo): Promise<number> {
+  const { values, flags } = parseFlags(
+    argv,
+    ["--seeds", "--workers", "--hours", "--components"],
+    ["--json", "--no-online", "--strict"],
+  );
+  const { seeds, workers, hours, components, cfg } = runSetup(values, !flags.has("--no-online"));
   const started = performance.now();
   const cpuStart = process.cpuUsage();
   const progress = (msg: string) =>
     io.stderr(`predict eval: ${msg} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
-  let report: EvalReport;
-  if (workers <= 1) {
-    report = await runEvaluation(seeds, cfg, createInProcessRunner(), progress);
-  } else {
-    const pool = await createEvalPool(workers);
-    try {
-      report = await runEvaluation(seeds, cfg, pool, progress);
-    } finally {
-      await pool.close();
-    }
-  }
+  const report: EvalReport = await withRunner(workers, (runner) =>
+    runEvaluation(seeds, cfg, runner, progress),
+  );
   const runtimeMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuStart);
   // All threads of this process (workers included), so it does not depend on machine load.
@@ -154,6 +180,44 @@ async function runEval(argv: readonly string[], io: CommandIo): Promise<number> 
   }
   const missed = report.targets.filter((t) => !t.met);
   return flags.has("--strict") && missed.length > 0 ? 1 : 0;
+}
+
+async function runTrain(argv: readonly string[], io: CommandIo): Promise<number> {
+  const { values } = parseFlags(
+    argv,
+    ["--seeds", "--workers", "--hours", "--components", "--out"],
+    [],
+  );
+  const out = values.get("--out");
+  if (out === undefined) throw new UsageError("train needs --out FILE");
+  const { seeds, workers, cfg } = runSetup(values, true);
+  const started = performance.now();
+  const progress = (msg: string) =>
+    io.stderr(`predict train: ${msg} (${((performance.now() - started) / 1000).toFixed(1)} s)\n`);
+  const trained = await withRunner(workers, (runner) =>
+    trainAndCalibrate(seeds, cfg, runner, progress),
+  );
+  try {
+    writeModelFile(out, trained.bytes);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "EACCES" || code === "EISDIR" || code === "ENOTDIR") {
+      io.stderr(`predict train: cannot write ${out}: ${(e as Error).message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const sha256 = createHash("sha256").update(trained.bytes).digest("hex");
+  const th = Object.entries(trained.thresholds)
+    .map(([role, c]) => `${role} ${c.threshold.toFixed(3)}`)
+    .join(", ");
+  io.stdout(
+    `predict train: seeds ${seeds[0]}..${seeds[seeds.length - 1]} ` +
+      `(fit ${trained.seeds.fit.length}, calibrate ${trained.seeds.calibrate.length}); ` +
+      `${trained.trainingRows} rows (${trained.trainingPositives} positive); thresholds ${th}\n` +
+      `wrote ${out}: ${trained.bytes.length} bytes, sha256 ${sha256}\n`,
+  );
+  return 0;
 }
 
 async function runScore(argv: readonly string[], io: CommandIo): Promise<number> {
@@ -211,6 +275,7 @@ export async function main(argv: string[], io: CommandIo = defaultIo): Promise<n
   const [sub, ...rest] = argv;
   try {
     if (sub === "eval") return await runEval(rest, io);
+    if (sub === "train") return await runTrain(rest, io);
     if (sub === "score") return await runScore(rest, io);
     if (sub === "help" || sub === "--help" || sub === "-h") {
       io.stdout(USAGE);
