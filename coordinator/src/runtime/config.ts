@@ -4,6 +4,7 @@
  * heartbeat and an election timeout randomized in 300–600 ms.
  */
 import { ConfigError, type Infer, loadConfigFile, s } from "../../../common/config.ts";
+import { DEFAULT_MODEL_FILE, ModelFileError, readModelFile } from "../predict/index.ts";
 
 const idPattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const nodeId = () => s.string({ pattern: idPattern, hint: "a node id (1–64 chars of [a-z0-9-])" });
@@ -114,6 +115,15 @@ export const coordinatorConfigSchema = s.object({
       horizonMs: s.default(s.number({ min: 5000, max: 600_000, integer: true }), 30_000),
       /** Scoring period. */
       intervalMs: s.default(s.number({ min: 100, max: 60_000, integer: true }), 1000),
+      /**
+       * Model to start from: a file written by `understudy predict train`
+       * (default: the model shipped with this build; a relative path is from
+       * the working directory, like dataDir). A model committed through Raft
+       * later replaces it.
+       */
+      modelFile: s.optional(
+        s.string({ minLength: 1, hint: "a model file written by `understudy predict train`" }),
+      ),
     }),
     { enabled: true, horizonMs: 30_000, intervalMs: 1000 },
   ),
@@ -179,5 +189,26 @@ export function validateCoordinatorConfig(cfg: CoordinatorConfig, file?: string)
     if (ids.has(m.id))
       throw new ConfigError(`bootstrap[${i}].id`, `duplicate member id "${m.id}"`, file);
     ids.add(m.id);
+  }
+  if (cfg.predict.enabled) validatePredictModel(cfg, file);
+}
+
+/** The start-up model must load and predict over the configured horizon. */
+function validatePredictModel(cfg: CoordinatorConfig, file?: string): void {
+  const path = cfg.predict.modelFile ?? DEFAULT_MODEL_FILE;
+  let horizonMs: number;
+  try {
+    horizonMs = readModelFile(path).horizonMs;
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new ConfigError("predict.modelFile", e.message, file);
+    throw e;
+  }
+  if (horizonMs !== cfg.predict.horizonMs) {
+    throw new ConfigError(
+      "predict.horizonMs",
+      `is ${cfg.predict.horizonMs} but the model (${path}) predicts failures within ${horizonMs} ms; ` +
+        "set horizonMs to that or train a model for this horizon",
+      file,
+    );
   }
 }

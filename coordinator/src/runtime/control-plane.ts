@@ -28,13 +28,13 @@ import type { StartHandoverFn } from "../api/handover-service.ts";
 import { handleMetricsRequest } from "../api/metrics-endpoint.ts";
 import { createFailureDetector, type FailureDetector } from "../detect/index.ts";
 import { type AgentIngest, createAgentIngest } from "../ingest/index.ts";
-import { createPredictor, createStabilityOnlyModel } from "../predict/index.ts";
+import { createPredictor, DEFAULT_MODEL_FILE, readModelFile } from "../predict/index.ts";
 
 export interface ControlPlaneOptions {
   dataDir: string;
   log: Logger;
   placement: { automatic: boolean; intervalMs: number };
-  predict: { enabled: boolean; horizonMs: number; intervalMs: number };
+  predict: { enabled: boolean; horizonMs: number; intervalMs: number; modelFile?: string };
   handover: {
     stepDeadlineMs: number;
     handoverDeadlineMs: number;
@@ -108,7 +108,10 @@ export function createControlPlane(
   const predictLoop = opts.predict.enabled
     ? createPredictLoop({
         cluster,
-        predictor: createPredictor({ model: createStabilityOnlyModel(opts.predict.horizonMs) }),
+        // Checked at config load (predict.modelFile); see DEFAULT_MODEL_FILE for how it was made.
+        predictor: createPredictor({
+          model: readModelFile(opts.predict.modelFile ?? DEFAULT_MODEL_FILE),
+        }),
         onReport: (l) => ingest.onReport(l),
         onAlarm: (p, why) => orchestrator.onPrediction(p.componentId, p.probability, why),
         log: log.child({ part: "predict" }),
