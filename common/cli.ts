@@ -34,7 +34,8 @@ const commands: Record<string, Command> = {
     module: "../client-sdk/src/viewers-cli.ts",
   },
   predict: {
-    summary: "Evaluate the failure predictor (eval) or score exported history (score)",
+    summary:
+      "Train (train) or evaluate (eval) the failure predictor, or score exported history (score)",
     module: "../coordinator/src/predict/main.ts",
   },
   source: {

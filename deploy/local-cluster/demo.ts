@@ -86,9 +86,12 @@ async function runScenario(
       headers: { "content-type": "application/json" },
       body: JSON.stringify({
         kind: "degrade",
-        shape: "exponential",
+        // Ingest lag climbs evenly to 0.9 s: viewers of this origin are not
+        // hurt yet, the predictor sees it within ~10 s, and the kill at the
+        // end of the ramp is the failure it had to see coming.
+        shape: "linear",
         rampMs: t.rampMs,
-        ingestDelayMaxMs: 5000,
+        ingestDelayMaxMs: 900,
       }),
     }).then((r) => {
       if (!r.ok) errors.push(`fault injection refused: ${r.status}`);
