@@ -19,20 +19,17 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type * as grpc from "@grpc/grpc-js";
 import { stringify } from "yaml";
 import { Code } from "../../common/errors.ts";
 import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
+import { sleep } from "../../deploy/local-cluster/cluster.ts";
+import { freePorts, repoRoot, understudyBin } from "../../deploy/local-cluster/supervisor.ts";
 import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
 import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
 import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
-
-export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
-export const understudyBin = join(repoRoot, "common/bin/understudy.mjs");
 
 // ------------------------------------------------------------ process hygiene
 
@@ -56,29 +53,10 @@ function installExitHook(): void {
   });
 }
 
+export { sleep } from "../../deploy/local-cluster/cluster.ts";
 /** Free loopback TCP ports, all distinct (held open together, then released). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((resolve, reject) => {
-          const srv = createServer();
-          srv.once("error", reject);
-          srv.listen(0, "127.0.0.1", () => resolve(srv));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => {
-    const a = s.address();
-    if (!a || typeof a === "string") throw new Error("listen returned no port");
-    return a.port;
-  });
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  return ports;
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+// One implementation of these, shared with the demo's process launcher.
+export { freePorts, repoRoot, understudyBin } from "../../deploy/local-cluster/supervisor.ts";
 
 // ------------------------------------------------------------ CLI runs
 
