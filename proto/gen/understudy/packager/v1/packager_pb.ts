@@ -29,7 +29,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/packager/v1/packager.proto.
  */
 export const file_understudy_packager_v1_packager: GenFile = /*@__PURE__*/
-  fileDesc("CiV1bmRlcnN0dWR5L3BhY2thZ2VyL3YxL3BhY2thZ2VyLnByb3RvEhZ1bmRlcnN0dWR5LnBhY2thZ2VyLnYxIjQKCk9yaWdpblBlZXISFAoMY29tcG9uZW50X2lkGAEgASgJEhAKCGJhc2VfdXJsGAIgASgJIrQCCg1Bc3NpZ25SZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhgKEGNvb3JkaW5hdG9yX3Rlcm0YAiABKAQSMAoGc3RyZWFtGAMgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxIVCg1yZW5kaXRpb25faWRzGAQgAygJEhYKCWZpcnN0X21zbhgFIAEoBEgAiAEBEjQKBHJvbGUYBiABKA4yJi51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkFzc2lnbm1lbnRSb2xlEjgKDG9yaWdpbl9wZWVycxgHIAMoCzIiLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuT3JpZ2luUGVlchIbChNzdGVlcmluZ19zZXJ2ZXJfdXJpGAggASgJQgwKCl9maXJzdF9tc24iOAoOQXNzaWduUmVzcG9uc2USDQoFZXBvY2gYASABKAQSFwoPaW5nZXN0X2Jhc2VfdXJsGAIgASgJImQKD1VuYXNzaWduUmVxdWVzdBINCgVlcG9jaBgBIAEoBBIYChBjb29yZGluYXRvcl90ZXJtGAIgASgEEhEKCXN0cmVhbV9pZBgDIAEoCRIVCg1yZW5kaXRpb25faWRzGAQgAygJIjMKEFVuYXNzaWduUmVzcG9uc2USHwoXcmVtYWluaW5nX3JlbmRpdGlvbl9pZHMYASADKAkiqwEKEFJlcGxpY2F0ZVJlcXVlc3QSDQoFZXBvY2gYASABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgCIAEoBBIRCglzdHJlYW1faWQYAyABKAkSFAoMcmVuZGl0aW9uX2lkGAQgASgJEhUKDXBlZXJfYmFzZV91cmwYBSABKAkSFwoPbGFzdF9uX3NlZ21lbnRzGAYgASgNEhUKDWluY2x1ZGVfcGFydHMYByABKAgibAoPU2VnbWVudE1pc21hdGNoEjIKCGV4cGVjdGVkGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU2VnbWVudFJlZhIVCg1hY3R1YWxfc2hhMjU2GAIgASgMEg4KBmRldGFpbBgDIAEoCSLFAQoRUmVwbGljYXRlUmVzcG9uc2USFwoPc2VnbWVudHNfY29waWVkGAEgASgNEhQKDGNvcGllZF9ieXRlcxgCIAEoBBIyCghzZWdtZW50cxgDIAMoCzIgLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlNlZ21lbnRSZWYSEAoIdmVyaWZpZWQYBCABKAgSOwoKbWlzbWF0Y2hlcxgFIAMoCzInLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuU2VnbWVudE1pc21hdGNoInkKEEludmVudG9yeVJlcXVlc3QSDQoFZXBvY2gYASABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgCIAEoBBIRCglzdHJlYW1faWQYAyABKAkSFAoMcmVuZGl0aW9uX2lkGAQgASgJEhMKC21heF9lbnRyaWVzGAUgASgNIloKEUludmVudG9yeVJlc3BvbnNlEjIKCHNlZ21lbnRzGAEgAygLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU2VnbWVudFJlZhIRCgl0cnVuY2F0ZWQYAiABKAgiUQoMRHJhaW5SZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhgKEGNvb3JkaW5hdG9yX3Rlcm0YAiABKAQSGAoQZGVhZGxpbmVfdW5peF9tcxgDIAEoAyI2Cg1EcmFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhkKEXN0cmVhbXNfcmVtYWluaW5nGAIgASgNIjsKEEdldFN0YXR1c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgCIAEoBCKuAQoOQXNzaWduZWRTdHJlYW0SEQoJc3RyZWFtX2lkGAEgASgJEhUKDXJlbmRpdGlvbl9pZHMYAiADKAkSNAoEcm9sZRgDIAEoDjImLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuQXNzaWdubWVudFJvbGUSDQoFZXBvY2gYBCABKAQSEAoIbGFzdF9tc24YBSABKAQSGwoTbGFzdF9pbmdlc3RfdW5peF9tcxgGIAEoAyKMAwoRR2V0U3RhdHVzUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRIuCgRtb2RlGAIgASgOMiAudW5kZXJzdHVkeS5wYWNrYWdlci52MS5Ob2RlTW9kZRIQCghkcmFpbmluZxgDIAEoCBI3CgdzdHJlYW1zGAQgAygLMiYudW5kZXJzdHVkeS5wYWNrYWdlci52MS5Bc3NpZ25lZFN0cmVhbRIdChVpbmdlc3RfbGF0ZW5jeV9wNTBfbXMYBSABKAESHQoVaW5nZXN0X2xhdGVuY3lfcDk5X21zGAYgASgBEhsKE3JlcXVlc3RzX3Blcl9zZWNvbmQYByABKAESEwoLZXJyb3JfcmF0aW8YCCABKAESEwoLY2FjaGVfYnl0ZXMYCSABKAQSFQoNY2FjaGVfZW50cmllcxgKIAEoDRIXCg9jYWNoZV9oaXRfcmF0aW8YCyABKAESHAoUY2FjaGVfY2FwYWNpdHlfYnl0ZXMYDCABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgNIAEoBCprCg5Bc3NpZ25tZW50Um9sZRIfChtBU1NJR05NRU5UX1JPTEVfVU5TUEVDSUZJRUQQABIbChdBU1NJR05NRU5UX1JPTEVfUFJJTUFSWRABEhsKF0FTU0lHTk1FTlRfUk9MRV9SRVBMSUNBEAIqTwoITm9kZU1vZGUSGQoVTk9ERV9NT0RFX1VOU1BFQ0lGSUVEEAASFAoQTk9ERV9NT0RFX09SSUdJThABEhIKDk5PREVfTU9ERV9FREdFEAIyxQQKD1BhY2thZ2VyU2VydmljZRJXCgZBc3NpZ24SJS51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkFzc2lnblJlcXVlc3QaJi51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkFzc2lnblJlc3BvbnNlEl0KCFVuYXNzaWduEicudW5kZXJzdHVkeS5wYWNrYWdlci52MS5VbmFzc2lnblJlcXVlc3QaKC51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLlVuYXNzaWduUmVzcG9uc2USYAoJUmVwbGljYXRlEigudW5kZXJzdHVkeS5wYWNrYWdlci52MS5SZXBsaWNhdGVSZXF1ZXN0GikudW5kZXJzdHVkeS5wYWNrYWdlci52MS5SZXBsaWNhdGVSZXNwb25zZRJgCglJbnZlbnRvcnkSKC51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkludmVudG9yeVJlcXVlc3QaKS51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkludmVudG9yeVJlc3BvbnNlElQKBURyYWluEiQudW5kZXJzdHVkeS5wYWNrYWdlci52MS5EcmFpblJlcXVlc3QaJS51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkRyYWluUmVzcG9uc2USYAoJR2V0U3RhdHVzEigudW5kZXJzdHVkeS5wYWNrYWdlci52MS5HZXRTdGF0dXNSZXF1ZXN0GikudW5kZXJzdHVkeS5wYWNrYWdlci52MS5HZXRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_understudy_common_v1_segment, file_understudy_common_v1_stream]);
+  fileDesc("CiV1bmRlcnN0dWR5L3BhY2thZ2VyL3YxL3BhY2thZ2VyLnByb3RvEhZ1bmRlcnN0dWR5LnBhY2thZ2VyLnYxIjQKCk9yaWdpblBlZXISFAoMY29tcG9uZW50X2lkGAEgASgJEhAKCGJhc2VfdXJsGAIgASgJIrQCCg1Bc3NpZ25SZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhgKEGNvb3JkaW5hdG9yX3Rlcm0YAiABKAQSMAoGc3RyZWFtGAMgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxIVCg1yZW5kaXRpb25faWRzGAQgAygJEhYKCWZpcnN0X21zbhgFIAEoBEgAiAEBEjQKBHJvbGUYBiABKA4yJi51bmRlcnN0dWR5LnBhY2thZ2VyLnYxLkFzc2lnbm1lbnRSb2xlEjgKDG9yaWdpbl9wZWVycxgHIAMoCzIiLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuT3JpZ2luUGVlchIbChNzdGVlcmluZ19zZXJ2ZXJfdXJpGAggASgJQgwKCl9maXJzdF9tc24iOAoOQXNzaWduUmVzcG9uc2USDQoFZXBvY2gYASABKAQSFwoPaW5nZXN0X2Jhc2VfdXJsGAIgASgJImQKD1VuYXNzaWduUmVxdWVzdBINCgVlcG9jaBgBIAEoBBIYChBjb29yZGluYXRvcl90ZXJtGAIgASgEEhEKCXN0cmVhbV9pZBgDIAEoCRIVCg1yZW5kaXRpb25faWRzGAQgAygJIjMKEFVuYXNzaWduUmVzcG9uc2USHwoXcmVtYWluaW5nX3JlbmRpdGlvbl9pZHMYASADKAkiqwEKEFJlcGxpY2F0ZVJlcXVlc3QSDQoFZXBvY2gYASABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgCIAEoBBIRCglzdHJlYW1faWQYAyABKAkSFAoMcmVuZGl0aW9uX2lkGAQgASgJEhUKDXBlZXJfYmFzZV91cmwYBSABKAkSFwoPbGFzdF9uX3NlZ21lbnRzGAYgASgNEhUKDWluY2x1ZGVfcGFydHMYByABKAgibAoPU2VnbWVudE1pc21hdGNoEjIKCGV4cGVjdGVkGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU2VnbWVudFJlZhIVCg1hY3R1YWxfc2hhMjU2GAIgASgMEg4KBmRldGFpbBgDIAEoCSLFAQoRUmVwbGljYXRlUmVzcG9uc2USFwoPc2VnbWVudHNfY29waWVkGAEgASgNEhQKDGNvcGllZF9ieXRlcxgCIAEoBBIyCghzZWdtZW50cxgDIAMoCzIgLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlNlZ21lbnRSZWYSEAoIdmVyaWZpZWQYBCABKAgSOwoKbWlzbWF0Y2hlcxgFIAMoCzInLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuU2VnbWVudE1pc21hdGNoInkKEEludmVudG9yeVJlcXVlc3QSDQoFZXBvY2gYASABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgCIAEoBBIRCglzdHJlYW1faWQYAyABKAkSFAoMcmVuZGl0aW9uX2lkGAQgASgJEhMKC21heF9lbnRyaWVzGAUgASgNIloKEUludmVudG9yeVJlc3BvbnNlEjIKCHNlZ21lbnRzGAEgAygLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU2VnbWVudFJlZhIRCgl0cnVuY2F0ZWQYAiABKAgiUQoMRHJhaW5SZXF1ZXN0Eg0KBWVwb2NoGAEgASgEEhgKEGNvb3JkaW5hdG9yX3Rlcm0YAiABKAQSGAoQZGVhZGxpbmVfdW5peF9tcxgDIAEoAyI2Cg1EcmFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhkKEXN0cmVhbXNfcmVtYWluaW5nGAIgASgNIjsKEEdldFN0YXR1c1JlcXVlc3QSDQoFZXBvY2gYASABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgCIAEoBCKuAQoOQXNzaWduZWRTdHJlYW0SEQoJc3RyZWFtX2lkGAEgASgJEhUKDXJlbmRpdGlvbl9pZHMYAiADKAkSNAoEcm9sZRgDIAEoDjImLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuQXNzaWdubWVudFJvbGUSDQoFZXBvY2gYBCABKAQSEAoIbGFzdF9tc24YBSABKAQSGwoTbGFzdF9pbmdlc3RfdW5peF9tcxgGIAEoAyKMAwoRR2V0U3RhdHVzUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRIuCgRtb2RlGAIgASgOMiAudW5kZXJzdHVkeS5wYWNrYWdlci52MS5Ob2RlTW9kZRIQCghkcmFpbmluZxgDIAEoCBI3CgdzdHJlYW1zGAQgAygLMiYudW5kZXJzdHVkeS5wYWNrYWdlci52MS5Bc3NpZ25lZFN0cmVhbRIdChVpbmdlc3RfbGF0ZW5jeV9wNTBfbXMYBSABKAESHQoVaW5nZXN0X2xhdGVuY3lfcDk5X21zGAYgASgBEhsKE3JlcXVlc3RzX3Blcl9zZWNvbmQYByABKAESEwoLZXJyb3JfcmF0aW8YCCABKAESEwoLY2FjaGVfYnl0ZXMYCSABKAQSFQoNY2FjaGVfZW50cmllcxgKIAEoDRIXCg9jYWNoZV9oaXRfcmF0aW8YCyABKAESHAoUY2FjaGVfY2FwYWNpdHlfYnl0ZXMYDCABKAQSGAoQY29vcmRpbmF0b3JfdGVybRgNIAEoBCLiAQoWU2V0SGFuZG92ZXJIaW50UmVxdWVzdBINCgVlcG9jaBgBIAEoBBIYChBjb29yZGluYXRvcl90ZXJtGAIgASgEEhEKCXN0cmVhbV9pZBgDIAEoCRITCgtoYW5kb3Zlcl9pZBgEIAEoCRIXCg90b19jb21wb25lbnRfaWQYBSABKAkSEwoLdG9fYmFzZV91cmwYBiABKAkSEgoKc3dpdGNoX21zbhgHIAEoBBIOCgZ0dGxfbXMYCCABKA0SDgoGZHVyZXNzGAkgASgIEhUKDXJlbmRpdGlvbl9pZHMYCiADKAkiMgoXU2V0SGFuZG92ZXJIaW50UmVzcG9uc2USFwoPZXhwaXJlc191bml4X21zGAEgASgDImsKGENsZWFySGFuZG92ZXJIaW50UmVxdWVzdBINCgVlcG9jaBgBIAEoBBIYChBjb29yZGluYXRvcl90ZXJtGAIgASgEEhEKCXN0cmVhbV9pZBgDIAEoCRITCgtoYW5kb3Zlcl9pZBgEIAEoCSIsChlDbGVhckhhbmRvdmVySGludFJlc3BvbnNlEg8KB2NsZWFyZWQYASABKAgqawoOQXNzaWdubWVudFJvbGUSHwobQVNTSUdOTUVOVF9ST0xFX1VOU1BFQ0lGSUVEEAASGwoXQVNTSUdOTUVOVF9ST0xFX1BSSU1BUlkQARIbChdBU1NJR05NRU5UX1JPTEVfUkVQTElDQRACKk8KCE5vZGVNb2RlEhkKFU5PREVfTU9ERV9VTlNQRUNJRklFRBAAEhQKEE5PREVfTU9ERV9PUklHSU4QARISCg5OT0RFX01PREVfRURHRRACMrMGCg9QYWNrYWdlclNlcnZpY2USVwoGQXNzaWduEiUudW5kZXJzdHVkeS5wYWNrYWdlci52MS5Bc3NpZ25SZXF1ZXN0GiYudW5kZXJzdHVkeS5wYWNrYWdlci52MS5Bc3NpZ25SZXNwb25zZRJdCghVbmFzc2lnbhInLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuVW5hc3NpZ25SZXF1ZXN0GigudW5kZXJzdHVkeS5wYWNrYWdlci52MS5VbmFzc2lnblJlc3BvbnNlEmAKCVJlcGxpY2F0ZRIoLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuUmVwbGljYXRlUmVxdWVzdBopLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuUmVwbGljYXRlUmVzcG9uc2USYAoJSW52ZW50b3J5EigudW5kZXJzdHVkeS5wYWNrYWdlci52MS5JbnZlbnRvcnlSZXF1ZXN0GikudW5kZXJzdHVkeS5wYWNrYWdlci52MS5JbnZlbnRvcnlSZXNwb25zZRJUCgVEcmFpbhIkLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuRHJhaW5SZXF1ZXN0GiUudW5kZXJzdHVkeS5wYWNrYWdlci52MS5EcmFpblJlc3BvbnNlEmAKCUdldFN0YXR1cxIoLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuR2V0U3RhdHVzUmVxdWVzdBopLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuR2V0U3RhdHVzUmVzcG9uc2UScgoPU2V0SGFuZG92ZXJIaW50Ei4udW5kZXJzdHVkeS5wYWNrYWdlci52MS5TZXRIYW5kb3ZlckhpbnRSZXF1ZXN0Gi8udW5kZXJzdHVkeS5wYWNrYWdlci52MS5TZXRIYW5kb3ZlckhpbnRSZXNwb25zZRJ4ChFDbGVhckhhbmRvdmVySGludBIwLnVuZGVyc3R1ZHkucGFja2FnZXIudjEuQ2xlYXJIYW5kb3ZlckhpbnRSZXF1ZXN0GjEudW5kZXJzdHVkeS5wYWNrYWdlci52MS5DbGVhckhhbmRvdmVySGludFJlc3BvbnNlYgZwcm90bzM", [file_understudy_common_v1_segment, file_understudy_common_v1_stream]);
 
 /**
  * Another origin serving the same stream.
@@ -707,6 +707,183 @@ export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE_
   messageDesc(file_understudy_packager_v1_packager, 14);
 
 /**
+ * Request for PackagerService.SetHandoverHint.
+ *
+ * @generated from message understudy.packager.v1.SetHandoverHintRequest
+ */
+export type SetHandoverHintRequest = Message<"understudy.packager.v1.SetHandoverHintRequest"> & {
+  /**
+   * Stream epoch of the handover's latest transition (fencing). A request
+   * with a lower epoch than this node has seen for the stream (from any
+   * mutating call, or an earlier Set/ClearHandoverHint) is refused.
+   *
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * Coordinator term (fencing).
+   *
+   * @generated from field: uint64 coordinator_term = 2;
+   */
+  coordinatorTerm: bigint;
+
+  /**
+   * Validation: required, id format; an origin must serve the stream.
+   *
+   * @generated from field: string stream_id = 3;
+   */
+  streamId: string;
+
+  /**
+   * Validation: required, 1–64 visible ASCII chars (0x21–0x7e).
+   *
+   * @generated from field: string handover_id = 4;
+   */
+  handoverId: string;
+
+  /**
+   * The standby viewers move to (its component id, which is also its
+   * Content Steering PATHWAY-ID). Validation: required, id format.
+   *
+   * @generated from field: string to_component_id = 5;
+   */
+  toComponentId: string;
+
+  /**
+   * The standby's base URL, e.g. "http://10.0.0.6:8080". Validation: empty
+   * or an http(s) URL of at most 512 chars.
+   *
+   * @generated from field: string to_base_url = 6;
+   */
+  toBaseUrl: string;
+
+  /**
+   * First MSN viewers fetch from the standby. Validation: > 0.
+   *
+   * @generated from field: uint64 switch_msn = 7;
+   */
+  switchMsn: bigint;
+
+  /**
+   * How long the hint lives without renewal, measured on this node's
+   * monotonic clock (no clock skew involved). Validation: 1000–600000.
+   *
+   * @generated from field: uint32 ttl_ms = 8;
+   */
+  ttlMs: number;
+
+  /**
+   * The node is failing or leaving (predicted or detected failure, drain):
+   * adds the standard CMSD `du` (duress) key.
+   *
+   * @generated from field: bool duress = 9;
+   */
+  duress: boolean;
+
+  /**
+   * Renditions whose responses carry the hint; empty = every rendition and
+   * the stream-level playlists. Validation: at most 16, rendition id format.
+   *
+   * @generated from field: repeated string rendition_ids = 10;
+   */
+  renditionIds: string[];
+};
+
+/**
+ * Describes the message understudy.packager.v1.SetHandoverHintRequest.
+ * Use `create(SetHandoverHintRequestSchema)` to create a new message.
+ */
+export const SetHandoverHintRequestSchema: GenMessage<SetHandoverHintRequest> = /*@__PURE__*/
+  messageDesc(file_understudy_packager_v1_packager, 15);
+
+/**
+ * Answer of PackagerService.SetHandoverHint.
+ *
+ * @generated from message understudy.packager.v1.SetHandoverHintResponse
+ */
+export type SetHandoverHintResponse = Message<"understudy.packager.v1.SetHandoverHintResponse"> & {
+  /**
+   * When the hint expires unless renewed, this node's wall clock.
+   *
+   * @generated from field: int64 expires_unix_ms = 1;
+   */
+  expiresUnixMs: bigint;
+};
+
+/**
+ * Describes the message understudy.packager.v1.SetHandoverHintResponse.
+ * Use `create(SetHandoverHintResponseSchema)` to create a new message.
+ */
+export const SetHandoverHintResponseSchema: GenMessage<SetHandoverHintResponse> = /*@__PURE__*/
+  messageDesc(file_understudy_packager_v1_packager, 16);
+
+/**
+ * Request for PackagerService.ClearHandoverHint.
+ *
+ * @generated from message understudy.packager.v1.ClearHandoverHintRequest
+ */
+export type ClearHandoverHintRequest = Message<"understudy.packager.v1.ClearHandoverHintRequest"> & {
+  /**
+   * Stream epoch (fencing), e.g. the epoch of the handover's terminal state.
+   *
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * Coordinator term (fencing).
+   *
+   * @generated from field: uint64 coordinator_term = 2;
+   */
+  coordinatorTerm: bigint;
+
+  /**
+   * Validation: required, id format.
+   *
+   * @generated from field: string stream_id = 3;
+   */
+  streamId: string;
+
+  /**
+   * Only clear the hint of this handover; empty = whatever hint the stream
+   * has.
+   *
+   * @generated from field: string handover_id = 4;
+   */
+  handoverId: string;
+};
+
+/**
+ * Describes the message understudy.packager.v1.ClearHandoverHintRequest.
+ * Use `create(ClearHandoverHintRequestSchema)` to create a new message.
+ */
+export const ClearHandoverHintRequestSchema: GenMessage<ClearHandoverHintRequest> = /*@__PURE__*/
+  messageDesc(file_understudy_packager_v1_packager, 17);
+
+/**
+ * Answer of PackagerService.ClearHandoverHint.
+ *
+ * @generated from message understudy.packager.v1.ClearHandoverHintResponse
+ */
+export type ClearHandoverHintResponse = Message<"understudy.packager.v1.ClearHandoverHintResponse"> & {
+  /**
+   * True if a hint was removed (false: there was none, or another
+   * handover's).
+   *
+   * @generated from field: bool cleared = 1;
+   */
+  cleared: boolean;
+};
+
+/**
+ * Describes the message understudy.packager.v1.ClearHandoverHintResponse.
+ * Use `create(ClearHandoverHintResponseSchema)` to create a new message.
+ */
+export const ClearHandoverHintResponseSchema: GenMessage<ClearHandoverHintResponse> = /*@__PURE__*/
+  messageDesc(file_understudy_packager_v1_packager, 18);
+
+/**
  * Role of a node for an assigned rendition.
  *
  * @generated from enum understudy.packager.v1.AssignmentRole
@@ -843,6 +1020,33 @@ export const PackagerService: GenService<{
     methodKind: "unary";
     input: typeof GetStatusRequestSchema;
     output: typeof GetStatusResponseSchema;
+  },
+  /**
+   * While a handover moves a stream's viewers away from this node, its
+   * playback responses for the stream carry a handover hint in CMSD-Dynamic
+   * (CTA-5006; keys in packager-node/README.md "CMSD"): where viewers go and
+   * from which MSN. Replaces the stream's previous hint. The hint expires
+   * ttl_ms after the call unless renewed, so it never outlives a coordinator
+   * that stopped renewing it. Fenced like the mutating calls, but it does not
+   * raise the stream's remembered epoch (ingest keeps its own fence).
+   *
+   * @generated from rpc understudy.packager.v1.PackagerService.SetHandoverHint
+   */
+  setHandoverHint: {
+    methodKind: "unary";
+    input: typeof SetHandoverHintRequestSchema;
+    output: typeof SetHandoverHintResponseSchema;
+  },
+  /**
+   * Removes a stream's handover hint (handover completed or aborted).
+   * Idempotent; fenced like SetHandoverHint.
+   *
+   * @generated from rpc understudy.packager.v1.PackagerService.ClearHandoverHint
+   */
+  clearHandoverHint: {
+    methodKind: "unary";
+    input: typeof ClearHandoverHintRequestSchema;
+    output: typeof ClearHandoverHintResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_understudy_packager_v1_packager, 0);
