@@ -5,6 +5,8 @@ export type { CmcdData, CmcdParseResult } from "./cmcd/cmcd.ts";
 export { cmcdFromRequest, parseCmcd } from "./cmcd/cmcd.ts";
 export type { CmsdDynamic, CmsdStatic } from "./cmcd/cmsd.ts";
 export { formatCmsdDynamic, formatCmsdStatic } from "./cmcd/cmsd.ts";
+export type { HandoverHint, HandoverHints } from "./cmcd/handover-hint.ts";
+export { HANDOVER_HINT_KEYS } from "./cmcd/handover-hint.ts";
 export type { DemandRow } from "./cmcd/sessions.ts";
 export type { EdgeConfig, PackagerConfig, RenditionConfig, StreamConfig } from "./config.ts";
 export { loadPackagerConfig, packagerConfigSchema, parsePackagerConfig } from "./config.ts";

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { type Clock, systemClock } from "../../common/clock.ts";
 import { createLogger, type Logger } from "../../common/log.ts";
+import { createHandoverHints, type HandoverHints } from "./cmcd/handover-hint.ts";
 import { SessionTable } from "./cmcd/sessions.ts";
 import type { PackagerConfig, StreamConfig } from "./config.ts";
 import { Fence } from "./control/fence.ts";
@@ -98,12 +99,14 @@ export interface PackagerNode {
   readonly sessions: SessionTable;
   readonly fence: Fence;
   readonly edge: EdgeProxy | undefined;
+  /** Handover hints set by the coordinator (PackagerService.SetHandoverHint), emitted as CMSD-Dynamic keys. */
+  readonly handoverHints: HandoverHints;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** Stop accepting new sessions (existing ones are served). */
   drain(deadlineUnixMs?: number): void;
   isDraining(): boolean;
-  /** Hook for the control plane: extra CMSD keys per stream (e.g. a handover hint). */
+  /** Hook for extra CMSD-Dynamic keys per stream, added after the handover hint's. */
   setCmsdHint(provider: CmsdHintProvider | undefined): void;
   /** Hook for content steering: adds EXT-X-CONTENT-STEERING/PATHWAY-ID to a stream's multivariant playlist. */
   setSteering(streamId: string, steering: SteeringInfo | undefined): void;
@@ -168,7 +171,13 @@ export function createPackagerNode(
     : undefined;
   let draining = false;
   let drainDeadlineUnixMs = 0;
-  let cmsdHint: CmsdHintProvider | undefined;
+  let extraCmsdHint: CmsdHintProvider | undefined;
+  const handoverHints = createHandoverHints({ clock });
+  const cmsdHint: CmsdHintProvider = (w) => {
+    const own = handoverHints.keysFor(w);
+    const extra = extraCmsdHint?.(w);
+    return own && extra ? { ...own, ...extra } : (own ?? extra);
+  };
   const steering = new Map<string, SteeringInfo>();
   const blocking: Blocking = { active: 0, max: config.playback.blockingRequestsMax };
   const startedMono = clock.monotonicMs();
@@ -183,7 +192,7 @@ export function createPackagerNode(
         clock,
         logger,
         isDraining: () => draining,
-        cmsdHint: (w) => cmsdHint?.(w),
+        cmsdHint,
       })
     : undefined;
 
@@ -213,7 +222,7 @@ export function createPackagerNode(
         logger,
         blocking,
         isDraining: () => draining,
-        cmsdHint: (w) => cmsdHint?.(w),
+        cmsdHint,
       }
     : undefined;
 
@@ -445,6 +454,7 @@ export function createPackagerNode(
     sessions,
     fence,
     edge,
+    handoverHints,
     async start() {
       await fence.load();
       if (store) {
@@ -494,7 +504,7 @@ export function createPackagerNode(
     },
     isDraining: () => draining,
     setCmsdHint(provider) {
-      cmsdHint = provider;
+      extraCmsdHint = provider;
     },
     setSteering(streamId, s) {
       if (s) steering.set(streamId, s);

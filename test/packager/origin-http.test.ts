@@ -556,7 +556,8 @@ describe("packager origin: CMCD, CMSD, status, drain", () => {
       streamId === "s1" ? { "com.understudy-switch": "pkg-b@20" } : undefined,
     );
     const r = await request(`${base}/live/s1/720p/1.m4s`);
-    assert.match(r.headers.get("cmsd-static") ?? "", /com\.understudy-switch="pkg-b@20"/);
+    assert.match(r.headers.get("cmsd-dynamic") ?? "", /;com\.understudy-switch="pkg-b@20"/);
+    assert.doesNotMatch(r.headers.get("cmsd-static") ?? "", /understudy-switch/);
   });
 
   it("while draining refuses new sessions (503) and keeps serving known ones", async () => {

@@ -33,6 +33,7 @@ import { RENDITION_ID_PATTERN, STREAM_ID_PATTERN } from "../config.ts";
 import type { PackagerNode } from "../node.ts";
 import type { RenditionInfo } from "../playlist/model.ts";
 import type { StreamDef } from "../store/media-store.ts";
+import { createHandoverHintRpcs } from "./handover-hint-rpc.ts";
 import { type CopiedObject, replicateFromPeer } from "./replicator.ts";
 
 export interface PackagerServiceOptions {
@@ -188,6 +189,7 @@ export function createPackagerServiceImpl(
   };
 
   return {
+    ...createHandoverHintRpcs(node),
     async assign(req) {
       const store = originStore();
       const spec = validateSpec(req.stream, req.renditionIds);

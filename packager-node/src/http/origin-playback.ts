@@ -19,7 +19,7 @@ import type { StoredSegment } from "../store/timeline.ts";
 import { dashManifest, mediaPlaylist, multivariantPlaylist } from "./render.ts";
 import { sendBody, sendText } from "./respond.ts";
 
-/** Extra CMSD keys the control plane wants on responses of a stream (e.g. a handover hint). */
+/** Extra CMSD-Dynamic keys the control plane wants on responses of a stream (e.g. a handover hint). */
 export type CmsdHintProvider = (where: {
   streamId: string;
   renditionId?: string;
@@ -114,18 +114,17 @@ function cmsdHeaders(
   const rd = Math.max(0, Math.round(ctx.clock.monotonicMs() - rc.startMono));
   const sid = rc.cmcd?.sid;
   const etp = sid !== undefined ? ctx.sessions.get(sid)?.deliveredKbps : undefined;
+  // Hints describe this server now (duress, a handover under way), so they go
+  // in CMSD-Dynamic: CMSD-Static describes the object and is cached with it
+  // (media for 300 s), which would outlive the handover.
+  const draining = ctx.isDraining();
   return {
-    "cmsd-static": formatCmsdStatic({
-      ...fields,
-      n: ctx.nodeId,
-      st: "l",
-      ...(hint ? { custom: hint } : {}),
-    }),
+    "cmsd-static": formatCmsdStatic({ ...fields, n: ctx.nodeId, st: "l" }),
     "cmsd-dynamic": formatCmsdDynamic({
       n: ctx.nodeId,
       rd,
       ...(etp !== undefined ? { etp } : {}),
-      ...(ctx.isDraining() ? { custom: { du: true } } : {}),
+      ...(draining || hint ? { custom: { ...(draining ? { du: true } : {}), ...hint } } : {}),
     }),
   };
 }
