@@ -35,20 +35,40 @@ export interface RealEffects extends HandoverEffects {
   close(): void;
 }
 
-export function createHandoverEffects(opts: EffectsOptions): RealEffects {
+/** PackagerService clients, one per control address, reused across calls. */
+export interface PackagerClients {
+  /** Throws when the component has no control address (its agent did not report one). */
+  client(c: Component): GrpcClient<typeof PackagerService>;
+  close(): void;
+}
+
+export function createPackagerClients(): PackagerClients {
   const clients = new Map<string, GrpcClient<typeof PackagerService>>();
+  return {
+    client(c) {
+      if (!c.controlAddress)
+        throw new Error(
+          `component "${c.id}" has no control address (its agent did not report one)`,
+        );
+      let cl = clients.get(c.controlAddress);
+      if (!cl) {
+        cl = createGrpcClient(PackagerService, c.controlAddress);
+        clients.set(c.controlAddress, cl);
+      }
+      return cl;
+    },
+    close() {
+      for (const c of clients.values()) c.close();
+      clients.clear();
+    },
+  };
+}
+
+export function createHandoverEffects(opts: EffectsOptions): RealEffects {
+  const clients = createPackagerClients();
   const timeoutMs = opts.rpcTimeoutMs ?? 5000;
   const term = () => BigInt(opts.cluster.leadership().term);
-  const client = (c: Component) => {
-    if (!c.controlAddress)
-      throw new Error(`component "${c.id}" has no control address (its agent did not report one)`);
-    let cl = clients.get(c.controlAddress);
-    if (!cl) {
-      cl = createGrpcClient(PackagerService, c.controlAddress);
-      clients.set(c.controlAddress, cl);
-    }
-    return cl;
-  };
+  const client = (c: Component) => clients.client(c);
   const call = (signal?: AbortSignal) => ({ timeoutMs, signal });
 
   return {
@@ -131,8 +151,7 @@ export function createHandoverEffects(opts: EffectsOptions): RealEffects {
       );
     },
     close() {
-      for (const c of clients.values()) c.close();
-      clients.clear();
+      clients.close();
     },
   };
 }

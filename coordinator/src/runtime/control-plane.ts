@@ -12,6 +12,7 @@ import { AgentService } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts
 import { ClientService } from "../../../proto/gen/understudy/api/v1/client_service_pb.ts";
 import { ComponentService } from "../../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import { HandoverReason } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
+import { createCmsdHintActor } from "../act/cmsd-hint.ts";
 import { createHandoverEffects } from "../act/effects.ts";
 import {
   createOrchestrator,
@@ -118,6 +119,8 @@ export function createControlPlane(
         intervalMs: opts.predict.intervalMs,
       })
     : undefined;
+  // The old primary's responses carry a CMSD hint while a handover is under way.
+  const cmsdHints = createCmsdHintActor({ cluster, log: log.child({ part: "cmsd-hint" }) });
   const serviceWatch = createServiceWatch(
     cluster,
     (l) => ingest.onReport(l),
@@ -149,6 +152,7 @@ export function createControlPlane(
       detector.start();
     },
     async stop() {
+      cmsdHints.stop();
       serviceWatch.stop();
       predictLoop?.stop();
       placement?.stop();
