@@ -201,16 +201,29 @@ export function createCmsdHintActor(opts: CmsdHintOptions): CmsdHintActor {
       signal.addEventListener("abort", done, { once: true });
     });
 
-  /** One call with bounded retries; true when it took effect. */
-  const callWithRetries = async (from: Component, w: Want, signal: AbortSignal) => {
+  /**
+   * One call with bounded retries: "ok" when it took effect, "final" when the
+   * packager refused it for good (not retried until the desired state moves),
+   * "later" when the attempts ran out (the next renewal tick tries again).
+   */
+  const callWithRetries = async (
+    from: Component,
+    w: Want,
+    signal: AbortSignal,
+  ): Promise<"ok" | "final" | "later"> => {
     let delayMs = backoffMs;
     for (let attempt = 1; ; attempt++) {
-      if (signal.aborted || !leading()) return false;
+      if (signal.aborted || !leading()) return "later";
       const term = BigInt(cluster.leadership().term);
+      // A child signal per call: the gRPC client never removes the listener it
+      // adds, and the term's signal lives for the whole term.
+      const callAc = new AbortController();
+      const onAbort = () => callAc.abort(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
       try {
-        if (w.kind === "set") await calls.set(from, w.hint, term, signal);
-        else await calls.clear(from, w.hint, term, signal);
-        return true;
+        if (w.kind === "set") await calls.set(from, w.hint, term, callAc.signal);
+        else await calls.clear(from, w.hint, term, callAc.signal);
+        return "ok";
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         const final = typeof code === "number" && FINAL_CODES.has(code);
@@ -221,10 +234,12 @@ export function createCmsdHintActor(opts: CmsdHintOptions): CmsdHintActor {
             attempts: attempt,
             err,
           });
-          return false;
+          return final ? "final" : "later";
         }
         await sleep(delayMs, signal);
         delayMs = Math.min(delayMs * 2, backoffMaxMs);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
       }
     }
   };
@@ -252,11 +267,15 @@ export function createCmsdHintActor(opts: CmsdHintOptions): CmsdHintActor {
           });
           return;
         }
-        if (await callWithRetries(from, w, signal)) {
+        const outcome = await callWithRetries(from, w, signal);
+        if (outcome === "ok") {
           applied++;
           t.doneKey = key;
           t.doneAtMono = cluster.clock.monotonicMs();
           log.debug(`CMSD handover hint ${w.kind}`, { handover: id, packager: from.id });
+        } else if (outcome === "final") {
+          t.doneKey = key;
+          t.doneAtMono = Number.POSITIVE_INFINITY; // "fresh" until the desired state moves
         }
       } while (t.again && leading());
     } finally {
