@@ -221,7 +221,7 @@ describe("CMSD hint actor (real single-node Raft, recorded PackagerService calls
     );
   });
 
-  it("a new leader clears hints of handovers that ended within the TTL, not older ones", async () => {
+  it("on taking over (as after a leader change) it clears hints of handovers that ended within the TTL, not older ones", async () => {
     await begin(node, "h-old", "live-1", HandoverReason.PREDICTED);
     await advance(node, "h-old", HandoverState.NOTIFIED, 5n);
     await advance(node, "h-old", HandoverState.ABORTED);

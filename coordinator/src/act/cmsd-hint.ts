@@ -254,9 +254,9 @@ export function createCmsdHintActor(opts: CmsdHintOptions): CmsdHintActor {
         const w = h && want(h);
         if (!h || !w) return;
         const key = `${w.kind}|${w.hint.epoch}|${h.fromComponentId}`;
-        // A set made within half a renewal period needs no renewal yet (the
-        // renewal tick comes every period, so the hint is renewed at least
-        // every 1.5 periods, well within its TTL).
+        // A set made within half a renewal period needs no renewal yet; the
+        // tick comes every period, so a hint under way is renewed about once
+        // per period (plus call latency), well within its TTL.
         const fresh = cluster.clock.monotonicMs() - t.doneAtMono < renewIntervalMs / 2;
         if (key === t.doneKey && (w.kind === "clear" || fresh)) continue;
         const from = fsm.component(h.fromComponentId);
