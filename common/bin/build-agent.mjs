@@ -142,6 +142,17 @@ async function main() {
     plugins: [fixedVersionPlugin(pkg.version)],
   });
 
+  // esbuild names sources relative to the output dir, so the same build read
+  // from /opt/understudy would point at /opt/agent/src/...; repository-relative
+  // names resolve next to the bundle instead: a stack frame reads
+  // /opt/understudy/agent/src/main.ts:139, i.e. agent/src/main.ts in the repo.
+  const mapFile = `${outfile}.map`;
+  const map = JSON.parse(readFileSync(mapFile, "utf8"));
+  map.sources = map.sources.map((s) =>
+    path.relative(repoRoot, path.resolve(args.outdir, s)).split(path.sep).join("/"),
+  );
+  writeFileSync(mapFile, JSON.stringify(map));
+
   const output = Object.values(result.metafile.outputs).find((o) => o.entryPoint);
   // Only what ended up in the bundle: tree-shaken-away imports ship nothing.
   const inputs = Object.entries(output.inputs).filter(([, v]) => v.bytesInOutput > 0);

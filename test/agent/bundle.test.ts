@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { SourceMap } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -79,12 +80,27 @@ describe("agent bundle (common/bin/build-agent.mjs)", function () {
 
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("writes the bundle, its source map and the bundled packages' licenses", () => {
+  it("writes the bundle, a source map into the repository's files, and the bundled licenses", () => {
     for (const f of ["understudy-agent.mjs.map", "understudy-agent.licenses.txt"]) {
       assert.ok(existsSync(join(dir, "opt", f)), `missing ${f}`);
     }
     const code = readFileSync(bundle, "utf8");
     assert.match(code, /sourceMappingURL=understudy-agent\.mjs\.map/);
+    // The map resolves bundle positions to repository files and lines (read
+    // next to the bundle: /opt/understudy/agent/src/main.ts on a host).
+    const anchor = "--config FILE is required";
+    const at = code.indexOf(anchor);
+    assert.ok(at >= 0, `"${anchor}" not in the bundle`);
+    const before = code.slice(0, at);
+    const map = new SourceMap(
+      JSON.parse(readFileSync(join(dir, "opt", "understudy-agent.mjs.map"), "utf8")),
+    );
+    const entry = map.findEntry(before.split("\n").length - 1, at - before.lastIndexOf("\n") - 1);
+    assert.ok("originalSource" in entry, "no mapping at the anchor");
+    assert.equal(entry.originalSource, "agent/src/main.ts");
+    const mainLines = readFileSync(join(repo, "agent/src/main.ts"), "utf8").split("\n");
+    assert.ok(mainLines[entry.originalLine]!.includes(anchor), `line ${entry.originalLine + 1}`);
+
     const licenses = readFileSync(join(dir, "opt", "understudy-agent.licenses.txt"), "utf8");
     for (const p of ["@grpc/grpc-js", "systeminformation", "yaml", "@bufbuild/protobuf"]) {
       assert.match(licenses, new RegExp(`^${p} \\d`, "m"), `no license entry for ${p}`);
