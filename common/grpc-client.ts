@@ -113,10 +113,18 @@ function bind(raw: grpc.Client, service: DescService, method: DescMethod) {
     for (const [k, v] of Object.entries(o.metadata ?? {})) md.set(k, v);
     return [md, o.timeoutMs ? { deadline: Date.now() + o.timeoutMs } : {}];
   };
+  // The listener is removed when the call ends (every call kind emits
+  // "status" exactly once), so a long-lived signal shared by many calls does
+  // not accumulate one listener per call.
   const abortable = (call: grpc.Call, signal?: AbortSignal) => {
     if (!signal) return;
-    if (signal.aborted) call.cancel();
-    else signal.addEventListener("abort", () => call.cancel(), { once: true });
+    if (signal.aborted) {
+      call.cancel();
+      return;
+    }
+    const onAbort = () => call.cancel();
+    signal.addEventListener("abort", onAbort, { once: true });
+    call.once("status", () => signal.removeEventListener("abort", onAbort));
   };
   switch (method.methodKind) {
     case "unary":

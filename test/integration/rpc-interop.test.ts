@@ -6,6 +6,7 @@
  * health, reflection and the Connect protocol over HTTP/1.1.
  */
 import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
 import { fileURLToPath } from "node:url";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
@@ -84,6 +85,22 @@ describe("RPC interop: connect-node server, standard gRPC clients", () => {
         assert.equal(res.node?.leaderId, "c2");
       } finally {
         c.close();
+      }
+    });
+
+    it("a long-lived abort signal shared by many calls keeps no listener per finished call", async () => {
+      const c = createGrpcClient(ClusterService, server.address);
+      const w = createGrpcClient(ChainService, server.address);
+      const ac = new AbortController();
+      try {
+        for (let i = 0; i < 25; i++) await c.getStatus({}, { signal: ac.signal });
+        for await (const _ of w.watchChain({ streamId: "s1" }, { signal: ac.signal })) {
+          // drain the stream to its end
+        }
+        assert.equal(getEventListeners(ac.signal, "abort").length, 0);
+      } finally {
+        c.close();
+        w.close();
       }
     });
 
