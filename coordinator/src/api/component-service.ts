@@ -4,7 +4,8 @@
  * - ListComponents/GetComponent read this node's applied FSM state (any
  *   node answers; a follower may lag by the replication delay).
  *   last_seen_unix_ms comes from the leader's ingest memory and is 0 on
- *   followers, as the contract says.
+ *   followers, as the contract says; so does GetComponent's agent_stream
+ *   (unset on followers).
  * - GetMetrics needs the leader: raw samples are not replicated. A follower
  *   answers UNAVAILABLE naming the leader (the API-wide alternative to
  *   forwarding; forwarding is not implemented yet).
@@ -40,7 +41,7 @@ const TWO_POW_53 = 2n ** 53n;
 
 export interface ComponentServiceDeps {
   cluster: ClusterHandle;
-  ingest: Pick<AgentIngest, "component" | "lastSeenUnixMs">;
+  ingest: Pick<AgentIngest, "component" | "lastSeenUnixMs" | "streamStatus">;
   clock: Clock;
 }
 
@@ -154,7 +155,28 @@ export function createComponentService(
 
     getComponent(req) {
       checkId("component_id", req.componentId);
-      return { component: present(registered(req.componentId), cluster.leadership().isLeader) };
+      const leader = cluster.leadership().isLeader;
+      const component = present(registered(req.componentId), leader);
+      const v = leader ? ingest.streamStatus(req.componentId) : undefined;
+      if (v === undefined) return { component };
+      return {
+        component,
+        agentStream: {
+          streaming: v.streaming,
+          agentInstanceId: v.instanceId,
+          connectedUnixMs: BigInt(Math.round(v.connectedUnixMs)),
+          firstLiveReportUnixMs: BigInt(Math.round(v.firstLiveReportUnixMs)),
+          streamsWelcomed: BigInt(v.streamsWelcomed),
+          firstSequence: BigInt(v.firstSequence),
+          lastSequence: BigInt(v.lastSequence),
+          reportsIngested: BigInt(v.reportsIngested),
+          replayedReports: BigInt(v.replayedReports),
+          duplicateReports: BigInt(v.duplicateReports),
+          gapReports: BigInt(v.gapReports),
+          droppedSamples: BigInt(v.droppedSamples),
+          lateSamples: BigInt(v.lateSamples),
+        },
+      };
     },
 
     getMetrics(req) {

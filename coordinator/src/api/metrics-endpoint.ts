@@ -230,6 +230,11 @@ export function renderPrometheusMetrics(deps: MetricsEndpointDeps): string {
     s.redirects,
   );
   counter(
+    "understudy_ingest_held_hellos_total",
+    "Agent Hellos this follower held while an election settled, then redirected to the new leader.",
+    s.heldHellos,
+  );
+  counter(
     "understudy_ingest_registrations_total",
     "RegisterComponent commands proposed for agents.",
     s.registrations,

@@ -4,7 +4,11 @@
  *
  * Contracts:
  * - A follower answers the first message with Redirect and ends the stream
- *   (OK). The leader expects Hello first, validates it, registers or
+ *   (OK). During an election it first holds a Hello (at most
+ *   `redirectHoldMs`) until it knows a leader other than the one the agent
+ *   lost (Hello.lost_leader_id), so the agent is sent to the new leader the
+ *   moment there is one; if it wins the election itself it welcomes the
+ *   agent instead. The leader expects Hello first, validates it, registers or
  *   refreshes the component through the Raft log when something changed, and
  *   answers Welcome. Losing leadership ends every stream with UNAVAILABLE.
  * - One live stream per component. The same agent instance reconnecting
@@ -119,6 +123,13 @@ export interface AgentIngestLimits extends SeriesStoreLimits {
   outboxMessagesMax: number;
   /** Redirect.retry_after_ms when no leader is known. */
   redirectRetryAfterMs: number;
+  /**
+   * Longest a follower holds a Hello while an election is settling (no
+   * leader known, or it still believes in the Hello's lost_leader_id) before
+   * it answers Redirect anyway. Keep it well below the agents' helloTimeoutMs
+   * (5000 by default), after which they give up on this node. 0 = never hold.
+   */
+  redirectHoldMs: number;
   /** History files are flushed (written) this often. */
   historyFlushIntervalMs: number;
 }
@@ -138,6 +149,7 @@ export const defaultAgentIngestLimits: Readonly<AgentIngestLimits> = {
   instancesMax: 50_000,
   outboxMessagesMax: 64,
   redirectRetryAfterMs: 1000,
+  redirectHoldMs: 2000,
   historyFlushIntervalMs: 1000,
 };
 
@@ -191,6 +203,8 @@ export interface IngestStats {
   streamsReplaced: number;
   componentsEvicted: number;
   directiveResults: number;
+  /** Hellos a follower held while an election settled (see redirectHoldMs). */
+  heldHellos: number;
   history: HistoryWriterStats | undefined;
   historyLoaded: HistoryReadStats | undefined;
 }
@@ -227,6 +241,8 @@ export interface AgentIngest {
   /** Last time this node received anything from the component's agent (unix ms, 0 = never). */
   lastSeenUnixMs(componentId: string): number;
   isStreaming(componentId: string): boolean;
+  /** The component's latest agent stream and its ingest counters (undefined if it never streamed here). */
+  streamStatus(componentId: string): AgentStreamView | undefined;
   /** Queues a directive on the component's live stream; false if none or its queue is full. */
   sendDirective(componentId: string, d: MessageInitShape<typeof DirectiveSchema>): boolean;
   /** Sends due acks, closes idle history buckets, flushes history (the timer calls it). */
@@ -241,6 +257,43 @@ interface Instance {
   watermark: number;
   /** Agent clock minus coordinator clock, from the latest skewed live report (0 = none). */
   clockOffsetMs: number;
+  /** Lowest sequence ingested by this process (0 = none); the rest are counts since start. */
+  firstSeq: number;
+  ingested: number;
+  replayed: number;
+  duplicates: number;
+  gaps: number;
+}
+
+/** The latest stream of one component on this node (what AgentStreamStatus shows). */
+interface Link {
+  instanceId: string;
+  session: Session | undefined;
+  connectedUnixMs: number;
+  firstLiveUnixMs: number;
+  streamsWelcomed: number;
+}
+
+/** One component's agent stream and ingest counters as this node sees them. */
+export interface AgentStreamView {
+  readonly streaming: boolean;
+  readonly instanceId: string;
+  /** Unix ms (this node's clock) the latest stream was welcomed. */
+  readonly connectedUnixMs: number;
+  /** Unix ms of the first live report on the latest stream (0 = none yet). */
+  readonly firstLiveReportUnixMs: number;
+  readonly streamsWelcomed: number;
+  /** Of the latest instance: lowest sequence ingested by this process (0 = none). */
+  readonly firstSequence: number;
+  /** Of the latest instance: the watermark (highest sequence held). */
+  readonly lastSequence: number;
+  readonly reportsIngested: number;
+  readonly replayedReports: number;
+  readonly duplicateReports: number;
+  readonly gapReports: number;
+  /** Of the component's metric windows (0 when none are held). */
+  readonly droppedSamples: number;
+  readonly lateSamples: number;
 }
 
 interface Session {
@@ -294,8 +347,12 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
   const streams = new Map<string, Session>();
   const metrics = new Map<string, ComponentSeries>();
   const lastSeen = new Map<string, number>();
-  /** Previous agent instance per component (registration on restart). */
-  const lastInstance = new Map<string, string>();
+  /**
+   * Latest welcomed stream per component: its agent instance (a different
+   * one means an agent restart, which re-registers) and what
+   * AgentStreamStatus shows. One entry per component that ever streamed here.
+   */
+  const links = new Map<string, Link>();
   /** Insertion order = age; refreshed on use (delete + set). */
   const instances = new Map<string, Instance>();
   const dirtyAcks = new Set<Session>();
@@ -327,6 +384,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     streamsReplaced: 0,
     componentsEvicted: 0,
     directiveResults: 0,
+    heldHellos: 0,
     evictedDropped: 0,
     evictedLate: 0,
   };
@@ -342,7 +400,16 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     if (inst !== undefined) {
       instances.delete(key);
     } else {
-      inst = { key, watermark: 0, clockOffsetMs: 0 };
+      inst = {
+        key,
+        watermark: 0,
+        clockOffsetMs: 0,
+        firstSeq: 0,
+        ingested: 0,
+        replayed: 0,
+        duplicates: 0,
+        gaps: 0,
+      };
       while (instances.size >= limits.instancesMax) {
         const oldest = instances.keys().next().value;
         if (oldest === undefined) break;
@@ -411,7 +478,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
 
   const needsRegister = (existing: Component | undefined, h: Hello): boolean => {
     if (existing === undefined) return true;
-    const prev = lastInstance.get(h.componentId);
+    const prev = links.get(h.componentId)?.instanceId;
     return (
       existing.host !== h.host ||
       existing.softwareVersion !== h.softwareVersion ||
@@ -533,7 +600,22 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     if (s.closed) return;
     const l = cluster.leadership();
     if (!l.isLeader) throw new ConnectError(notLeaderMessage(l), Code.Unavailable);
-    lastInstance.set(id, h.agentInstanceId);
+    let link = links.get(id);
+    if (link === undefined) {
+      link = {
+        instanceId: "",
+        session: undefined,
+        connectedUnixMs: 0,
+        firstLiveUnixMs: 0,
+        streamsWelcomed: 0,
+      };
+      links.set(id, link);
+    }
+    link.instanceId = h.agentInstanceId;
+    link.session = s;
+    link.connectedUnixMs = clock.nowMs();
+    link.firstLiveUnixMs = 0;
+    link.streamsWelcomed++;
     s.instance = instanceFor(id, h.agentInstanceId);
     s.ackedSeq = s.instance.watermark;
     s.lastAckMono = clock.monotonicMs();
@@ -600,12 +682,16 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
 
     if (seq <= inst.watermark) {
       c.duplicateReports++;
+      inst.duplicates++;
       if (live) emitLiveness(s);
       if (nowMono - s.lastAckMono >= limits.ackIntervalMs) sendAck(s);
       else dirtyAcks.add(s);
       return;
     }
-    if (inst.watermark > 0 && seq > inst.watermark + 1) c.gapReports += seq - inst.watermark - 1;
+    if (inst.watermark > 0 && seq > inst.watermark + 1) {
+      c.gapReports += seq - inst.watermark - 1;
+      inst.gaps += seq - inst.watermark - 1;
+    }
 
     const ts = Number(r.timestampUnixMs);
     let tMs: number;
@@ -636,6 +722,13 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     c.samples += r.samples.length;
     if (!live) c.replayedReports++;
     inst.watermark = seq;
+    if (inst.firstSeq === 0) inst.firstSeq = seq;
+    inst.ingested++;
+    if (!live) inst.replayed++;
+    if (live) {
+      const link = links.get(s.componentId);
+      if (link?.session === s && link.firstLiveUnixMs === 0) link.firstLiveUnixMs = nowWall;
+    }
 
     if (!live) {
       s.inReplay = true;
@@ -725,13 +818,52 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     return new ConnectError(`internal error: ${errorMessage(err)}`, Code.Internal);
   };
 
+  /** Streams held by followers while an election settles (released by close()). */
+  const holds = new Set<() => void>();
+
+  /**
+   * Resolves once this node leads, or knows a leader other than `lostLeaderId`,
+   * or after `redirectHoldMs`, or when the agent goes away or ingest closes.
+   */
+  const settledLeadership = (lostLeaderId: string, signal: AbortSignal): Promise<void> => {
+    const settled = () => {
+      const l = cluster.leadership();
+      return l.isLeader || (l.leaderId !== "" && l.leaderId !== lostLeaderId);
+    };
+    if (limits.redirectHoldMs <= 0 || settled() || closing || signal.aborted) {
+      return Promise.resolve();
+    }
+    c.heldHellos++;
+    return new Promise<void>((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let off: (() => void) | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        off?.();
+        signal.removeEventListener("abort", done);
+        holds.delete(done);
+        resolve();
+      };
+      timer = setTimeout(done, limits.redirectHoldMs);
+      off = cluster.onLeadershipChange(() => {
+        if (settled()) done();
+      });
+      signal.addEventListener("abort", done, { once: true });
+      holds.add(done);
+    });
+  };
+
   async function* connect(
     requests: AsyncIterable<AgentMessage>,
-    _ctx: HandlerContext,
+    ctx: HandlerContext,
   ): AsyncGenerator<OutMessage> {
     const it = requests[Symbol.asyncIterator]();
     const first = await it.next();
     if (first.done) return;
+    if (!cluster.leadership().isLeader && first.value.body.case === "hello") {
+      await settledLeadership(first.value.body.value.lostLeaderId, ctx.signal);
+      if (ctx.signal.aborted) return;
+    }
     const l = cluster.leadership();
     if (!l.isLeader || closing) {
       c.redirects++;
@@ -911,6 +1043,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     },
     async close() {
       closing = true;
+      for (const release of [...holds]) release();
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
       unsubscribe?.();
@@ -944,6 +1077,29 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     componentIds: () => metrics.keys(),
     lastSeenUnixMs: (id) => lastSeen.get(id) ?? 0,
     isStreaming: (id) => streams.get(id)?.welcomed === true,
+    streamStatus(id) {
+      const link = links.get(id);
+      if (link === undefined) return undefined;
+      // Peek without refreshing the instance's age (instanceFor would).
+      const inst = instances.get(`${id}/${link.instanceId}`);
+      const store = metrics.get(id);
+      const open = streams.get(id);
+      return {
+        streaming: open?.welcomed === true && !open.closed,
+        instanceId: link.instanceId,
+        connectedUnixMs: link.connectedUnixMs,
+        firstLiveReportUnixMs: link.firstLiveUnixMs,
+        streamsWelcomed: link.streamsWelcomed,
+        firstSequence: inst?.firstSeq ?? 0,
+        lastSequence: inst?.watermark ?? 0,
+        reportsIngested: inst?.ingested ?? 0,
+        replayedReports: inst?.replayed ?? 0,
+        duplicateReports: inst?.duplicates ?? 0,
+        gapReports: inst?.gaps ?? 0,
+        droppedSamples: store?.droppedSamples ?? 0,
+        lateSamples: store?.lateSamples ?? 0,
+      };
+    },
     sendDirective(id, d) {
       const s = streams.get(id);
       if (s === undefined || !s.welcomed || s.closed) return false;
@@ -975,6 +1131,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
         streamsReplaced: c.streamsReplaced,
         componentsEvicted: c.componentsEvicted,
         directiveResults: c.directiveResults,
+        heldHellos: c.heldHellos,
         history: history?.stats(),
         historyLoaded,
       };

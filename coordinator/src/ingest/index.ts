@@ -4,6 +4,7 @@ export {
   type AgentIngest,
   type AgentIngestLimits,
   type AgentIngestOptions,
+  type AgentStreamView,
   agentIngestReadMaxBytes,
   createAgentIngest,
   defaultAgentIngestLimits,

@@ -54,6 +54,8 @@ export const rejectReasons: readonly RejectReason[] = [
 
 export const ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const INSTANCE_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
+/** Coordinator node ids (runtime config `nodeId`). */
+const NODE_ID_PATTERN = /^[a-z0-9-]{1,64}$/;
 const TOPOLOGY_PATTERN = /^[a-z0-9-]{0,64}$/;
 const EXTRA_LABEL_KEY_PATTERN = /^[a-z0-9_./-]{1,63}$/;
 export const METRIC_NAME_PATTERN = /^[a-z][a-z0-9_.]{0,127}$/;
@@ -151,6 +153,12 @@ export function validateHello(h: Hello): Rejection | undefined {
     return invalid(
       "hello.control_address",
       `must be empty or "host:port", got ${quote(h.controlAddress)}`,
+    );
+  }
+  if (h.lostLeaderId !== "" && !NODE_ID_PATTERN.test(h.lostLeaderId)) {
+    return invalid(
+      "hello.lost_leader_id",
+      `must be empty or a coordinator node id (1–64 chars of [a-z0-9-]), got ${quote(h.lostLeaderId)}`,
     );
   }
   return undefined;

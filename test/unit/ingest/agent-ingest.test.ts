@@ -28,7 +28,9 @@ async function welcomed(c: AgentConn, hello = helloFor("pkg-1")) {
 describe("ingest: agent stream protocol (real gRPC)", () => {
   let h: Harness;
   beforeEach(async () => {
-    h = await startHarness({ limits: { reportBytesMax: 64 * 1024, samplesPerReportMax: 40 } });
+    h = await startHarness({
+      limits: { reportBytesMax: 64 * 1024, samplesPerReportMax: 40, redirectHoldMs: 300 },
+    });
   });
   afterEach(async () => {
     await h.close();
@@ -54,16 +56,95 @@ describe("ingest: agent stream protocol (real gRPC)", () => {
       assert.equal(h.cluster.proposals.length, 0);
     });
 
-    it("without a known leader the Redirect says retry after", async () => {
+    it("without a known leader the Redirect says retry after, once the hold (redirectHoldMs) ran out", async () => {
       h.cluster.setLeadership({ isLeader: false, leaderId: "", leaderApiAddress: "" });
       const c = h.conn();
+      const t0 = performance.now();
       c.hello();
       const m = await c.next();
+      const heldMs = performance.now() - t0;
       assert.equal(m.body.case, "redirect");
       if (m.body.case !== "redirect") return;
       assert.equal(m.body.value.leaderAddress, "");
       assert.ok(m.body.value.retryAfterMs > 0);
       assert.match(m.body.value.reason, /no leader/);
+      assert.ok(heldMs >= 290 && heldMs < 2000, `held ${Math.round(heldMs)} ms, bound 300`);
+      assert.equal(h.ingest.stats().heldHellos, 1);
+    });
+
+    it("during an election a follower holds the Hello and redirects to the new leader the moment it is known", async () => {
+      h.cluster.setLeadership({ isLeader: false, leaderId: "", leaderApiAddress: "" });
+      const c = h.conn();
+      c.hello();
+      await until(() => h.ingest.stats().heldHellos === 1, "the hello is held");
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(c.buffered.length, 0, "nothing answered while no leader is known");
+      const t0 = performance.now();
+      h.cluster.setLeadership({ leaderId: "c2", leaderApiAddress: "10.0.0.2:7000", term: 4 });
+      const m = await c.next();
+      assert.ok(performance.now() - t0 < 150, "answered as soon as the leader was known");
+      assert.equal(m.body.case, "redirect");
+      if (m.body.case !== "redirect") return;
+      assert.equal(m.body.value.leaderId, "c2");
+      assert.equal(m.body.value.leaderAddress, "10.0.0.2:7000");
+      assert.equal(m.body.value.retryAfterMs, 0);
+    });
+
+    it("a follower that still believes in the leader the agent lost holds until leadership moves", async () => {
+      h.cluster.setLeadership({
+        isLeader: false,
+        leaderId: "c2",
+        leaderApiAddress: "10.0.0.2:7000",
+      });
+      const lost = h.conn();
+      lost.hello(helloFor("pkg-1", "inst-1", { lostLeaderId: "c2" }));
+      // Another agent that lost nothing is redirected at once.
+      const other = h.conn();
+      other.hello(helloFor("pkg-2", "inst-2"));
+      const m0 = await other.next();
+      assert.equal(m0.body.case === "redirect" && m0.body.value.leaderId, "c2");
+      await until(() => h.ingest.stats().heldHellos === 1, "the hello naming c2 is held");
+      assert.equal(lost.buffered.length, 0);
+      h.cluster.setLeadership({ leaderId: "", leaderApiAddress: "" });
+      h.cluster.setLeadership({ leaderId: "c3", leaderApiAddress: "10.0.0.3:7000", term: 4 });
+      const m = await lost.next();
+      assert.equal(m.body.case === "redirect" && m.body.value.leaderAddress, "10.0.0.3:7000");
+    });
+
+    it("a follower that wins the election while holding a Hello welcomes the agent itself", async () => {
+      h.cluster.setLeadership({ isLeader: false, leaderId: "", leaderApiAddress: "" });
+      const c = h.conn();
+      c.hello(helloFor("pkg-1", "inst-1", { lostLeaderId: "c2" }));
+      await until(() => h.ingest.stats().heldHellos === 1, "the hello is held");
+      h.cluster.setLeadership({
+        isLeader: true,
+        leaderId: "c1",
+        leaderApiAddress: "127.0.0.1:1",
+        term: 4,
+      });
+      const m = await c.next();
+      assert.equal(m.body.case, "welcome");
+      assert.equal(m.body.case === "welcome" && m.body.value.term, 4n);
+      assert.equal(h.ingest.isStreaming("pkg-1"), true);
+      assert.equal(h.ingest.stats().redirects, 0);
+    });
+
+    it("a held Hello is released when the agent goes away or the coordinator shuts down", async () => {
+      h.cluster.setLeadership({ isLeader: false, leaderId: "", leaderApiAddress: "" });
+      const gone = h.conn();
+      gone.hello();
+      const staying = h.conn();
+      staying.hello(helloFor("pkg-2", "inst-2"));
+      await until(() => h.ingest.stats().heldHellos === 2, "both hellos held");
+      gone.cancel();
+      await new Promise((r) => setTimeout(r, 50));
+      const t0 = performance.now();
+      await h.ingest.close();
+      const m = await staying.next();
+      assert.ok(performance.now() - t0 < 250, "close does not wait out the hold");
+      assert.equal(m.body.case, "redirect");
+      assert.match(m.body.case === "redirect" ? m.body.value.reason : "", /shutting down/);
+      assert.equal(h.ingest.stats().redirects, 1, "the cancelled stream got no answer");
     });
 
     it("losing leadership ends open streams with UNAVAILABLE naming the new leader", async () => {
@@ -178,6 +259,11 @@ describe("ingest: agent stream protocol (real gRPC)", () => {
         "version too long",
         { softwareVersion: "v".repeat(129) },
         /^hello\.software_version: at most 128 chars/,
+      ],
+      [
+        "bad lost leader id",
+        { lostLeaderId: "C 1" },
+        /^hello\.lost_leader_id: must be empty or a coordinator node id/,
       ],
     ];
     for (const [what, patch, msg] of cases) {

@@ -130,6 +130,83 @@ describe("api: ComponentService (real gRPC)", () => {
       const f = await h.api.getComponent({ componentId: "pkg-1" });
       assert.equal(f.component?.lastSeenUnixMs, 0n);
     });
+
+    it("agent_stream: the leader's view of the stream and of the reports by sequence (unset on a follower)", async () => {
+      h.cluster.register("org-1", ComponentRole.ORIGIN);
+      const none = await h.api.getComponent({ componentId: "org-1" });
+      assert.equal(none.agentStream, undefined, "never streamed here");
+
+      const a = h.conn();
+      a.hello(helloFor("pkg-1", "inst-1"));
+      await a.next();
+      h.clock.advance(100);
+      // A replay of 1..3, one of them sent twice, then live 4 and a jump to 7 (5, 6 lost).
+      for (const seq of [1, 2, 2, 3])
+        a.report(report(seq, T0 - 5000 + seq, undefined, { replayed: true }));
+      await until(() => h.ingest.stats().duplicateReports === 1, "the duplicate");
+      h.clock.advance(50);
+      a.report(report(4, h.clock.nowMs()));
+      a.report(report(7, h.clock.nowMs()));
+      await until(() => h.ingest.stats().reports === 5, "5 reports");
+      const got = (await h.api.getComponent({ componentId: "pkg-1" })).agentStream;
+      assert.deepEqual(
+        {
+          streaming: got?.streaming,
+          instance: got?.agentInstanceId,
+          connected: got?.connectedUnixMs,
+          firstLive: got?.firstLiveReportUnixMs,
+          streams: got?.streamsWelcomed,
+          first: got?.firstSequence,
+          last: got?.lastSequence,
+          ingested: got?.reportsIngested,
+          replayed: got?.replayedReports,
+          dup: got?.duplicateReports,
+          gaps: got?.gapReports,
+          dropped: got?.droppedSamples,
+          late: got?.lateSamples,
+        },
+        {
+          streaming: true,
+          instance: "inst-1",
+          connected: BigInt(T0),
+          firstLive: BigInt(T0 + 150),
+          streams: 1n,
+          first: 1n,
+          last: 7n,
+          ingested: 5n,
+          replayed: 3n,
+          dup: 1n,
+          gaps: 2n,
+          dropped: 0n,
+          late: 0n,
+        },
+      );
+      // ingested + gaps = last - first + 1
+      assert.equal(
+        got!.reportsIngested + got!.gapReports,
+        got!.lastSequence - got!.firstSequence + 1n,
+      );
+
+      // The agent reconnects: a second stream, resumed after 7; no live report on it yet.
+      a.cancel();
+      await until(() => !h.ingest.isStreaming("pkg-1"), "stream closed");
+      const closed = (await h.api.getComponent({ componentId: "pkg-1" })).agentStream;
+      assert.equal(closed?.streaming, false);
+      h.clock.advance(1000);
+      const b = h.conn();
+      b.hello(helloFor("pkg-1", "inst-1"));
+      const w = await b.next();
+      assert.equal(w.body.case === "welcome" && w.body.value.resumeAfterSequence, 7n);
+      const again = (await h.api.getComponent({ componentId: "pkg-1" })).agentStream;
+      assert.equal(again?.streamsWelcomed, 2n);
+      assert.equal(again?.connectedUnixMs, BigInt(T0 + 1150));
+      assert.equal(again?.firstLiveReportUnixMs, 0n, "no live report on the new stream yet");
+      assert.equal(again?.lastSequence, 7n);
+
+      h.cluster.setLeadership({ isLeader: false, leaderId: "c2" });
+      const f = await h.api.getComponent({ componentId: "pkg-1" });
+      assert.equal(f.agentStream, undefined, "followers do not hold agent streams");
+    });
   });
 
   describe("GetMetrics", () => {

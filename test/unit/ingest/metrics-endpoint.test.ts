@@ -115,6 +115,9 @@ describe("api: Prometheus metrics endpoint", () => {
     );
     assert.ok(f.has("understudy_ingest_skewed_reports_total"));
     assert.ok(f.has("understudy_ingest_duplicate_reports_total"));
+    assert.deepEqual(f.get("understudy_ingest_held_hellos_total"), [
+      "understudy_ingest_held_hellos_total 0",
+    ]);
     assert.deepEqual(f.get("understudy_detector_tracked_components"), [
       "understudy_detector_tracked_components 1",
     ]);

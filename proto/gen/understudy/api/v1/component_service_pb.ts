@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/api/v1/component_service.proto.
  */
 export const file_understudy_api_v1_component_service: GenFile = /*@__PURE__*/
-  fileDesc("Cil1bmRlcnN0dWR5L2FwaS92MS9jb21wb25lbnRfc2VydmljZS5wcm90bxIRdW5kZXJzdHVkeS5hcGkudjEiqAEKFUxpc3RDb21wb25lbnRzUmVxdWVzdBIxCgRyb2xlGAEgASgOMiMudW5kZXJzdHVkeS5jb21tb24udjEuQ29tcG9uZW50Um9sZRI1CgZzdGF0dXMYAiABKA4yJS51bmRlcnN0dWR5LmNvbW1vbi52MS5Db21wb25lbnRTdGF0dXMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiZgoWTGlzdENvbXBvbmVudHNSZXNwb25zZRIzCgpjb21wb25lbnRzGAEgAygLMh8udW5kZXJzdHVkeS5jb21tb24udjEuQ29tcG9uZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChNHZXRDb21wb25lbnRSZXF1ZXN0EhQKDGNvbXBvbmVudF9pZBgBIAEoCSJKChRHZXRDb21wb25lbnRSZXNwb25zZRIyCgljb21wb25lbnQYASABKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5Db21wb25lbnQidgoRR2V0TWV0cmljc1JlcXVlc3QSFAoMY29tcG9uZW50X2lkGAEgASgJEg0KBW5hbWVzGAIgAygJEhQKDGZyb21fdW5peF9tcxgDIAEoAxISCgp0b191bml4X21zGAQgASgDEhIKCm1heF9wb2ludHMYBSABKA0iNwoLTWV0cmljUG9pbnQSGQoRdGltZXN0YW1wX3VuaXhfbXMYASABKAMSDQoFdmFsdWUYAiABKAEixgEKDE1ldHJpY1NlcmllcxIMCgRuYW1lGAEgASgJEgwKBHVuaXQYAiABKAkSOwoGbGFiZWxzGAMgAygLMisudW5kZXJzdHVkeS5hcGkudjEuTWV0cmljU2VyaWVzLkxhYmVsc0VudHJ5Ei4KBnBvaW50cxgEIAMoCzIeLnVuZGVyc3R1ZHkuYXBpLnYxLk1ldHJpY1BvaW50Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYAoSR2V0TWV0cmljc1Jlc3BvbnNlEi8KBnNlcmllcxgBIAMoCzIfLnVuZGVyc3R1ZHkuYXBpLnYxLk1ldHJpY1NlcmllcxIZChFoZWxkX2Zyb21fdW5peF9tcxgCIAEoAyJICgxEcmFpblJlcXVlc3QSFAoMY29tcG9uZW50X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIiUKDURyYWluUmVzcG9uc2USFAoMaGFuZG92ZXJfaWRzGAEgAygJMoEDChBDb21wb25lbnRTZXJ2aWNlEmUKDkxpc3RDb21wb25lbnRzEigudW5kZXJzdHVkeS5hcGkudjEuTGlzdENvbXBvbmVudHNSZXF1ZXN0GikudW5kZXJzdHVkeS5hcGkudjEuTGlzdENvbXBvbmVudHNSZXNwb25zZRJfCgxHZXRDb21wb25lbnQSJi51bmRlcnN0dWR5LmFwaS52MS5HZXRDb21wb25lbnRSZXF1ZXN0GicudW5kZXJzdHVkeS5hcGkudjEuR2V0Q29tcG9uZW50UmVzcG9uc2USWQoKR2V0TWV0cmljcxIkLnVuZGVyc3R1ZHkuYXBpLnYxLkdldE1ldHJpY3NSZXF1ZXN0GiUudW5kZXJzdHVkeS5hcGkudjEuR2V0TWV0cmljc1Jlc3BvbnNlEkoKBURyYWluEh8udW5kZXJzdHVkeS5hcGkudjEuRHJhaW5SZXF1ZXN0GiAudW5kZXJzdHVkeS5hcGkudjEuRHJhaW5SZXNwb25zZWIGcHJvdG8z", [file_understudy_common_v1_component]);
+  fileDesc("Cil1bmRlcnN0dWR5L2FwaS92MS9jb21wb25lbnRfc2VydmljZS5wcm90bxIRdW5kZXJzdHVkeS5hcGkudjEiqAEKFUxpc3RDb21wb25lbnRzUmVxdWVzdBIxCgRyb2xlGAEgASgOMiMudW5kZXJzdHVkeS5jb21tb24udjEuQ29tcG9uZW50Um9sZRI1CgZzdGF0dXMYAiABKA4yJS51bmRlcnN0dWR5LmNvbW1vbi52MS5Db21wb25lbnRTdGF0dXMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiZgoWTGlzdENvbXBvbmVudHNSZXNwb25zZRIzCgpjb21wb25lbnRzGAEgAygLMh8udW5kZXJzdHVkeS5jb21tb24udjEuQ29tcG9uZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChNHZXRDb21wb25lbnRSZXF1ZXN0EhQKDGNvbXBvbmVudF9pZBgBIAEoCSKGAQoUR2V0Q29tcG9uZW50UmVzcG9uc2USMgoJY29tcG9uZW50GAEgASgLMh8udW5kZXJzdHVkeS5jb21tb24udjEuQ29tcG9uZW50EjoKDGFnZW50X3N0cmVhbRgCIAEoCzIkLnVuZGVyc3R1ZHkuYXBpLnYxLkFnZW50U3RyZWFtU3RhdHVzItsCChFBZ2VudFN0cmVhbVN0YXR1cxIRCglzdHJlYW1pbmcYASABKAgSGQoRYWdlbnRfaW5zdGFuY2VfaWQYAiABKAkSGQoRY29ubmVjdGVkX3VuaXhfbXMYAyABKAMSIQoZZmlyc3RfbGl2ZV9yZXBvcnRfdW5peF9tcxgEIAEoAxIYChBzdHJlYW1zX3dlbGNvbWVkGAUgASgEEhYKDmZpcnN0X3NlcXVlbmNlGAYgASgEEhUKDWxhc3Rfc2VxdWVuY2UYByABKAQSGAoQcmVwb3J0c19pbmdlc3RlZBgIIAEoBBIYChByZXBsYXllZF9yZXBvcnRzGAkgASgEEhkKEWR1cGxpY2F0ZV9yZXBvcnRzGAogASgEEhMKC2dhcF9yZXBvcnRzGAsgASgEEhcKD2Ryb3BwZWRfc2FtcGxlcxgMIAEoBBIUCgxsYXRlX3NhbXBsZXMYDSABKAQidgoRR2V0TWV0cmljc1JlcXVlc3QSFAoMY29tcG9uZW50X2lkGAEgASgJEg0KBW5hbWVzGAIgAygJEhQKDGZyb21fdW5peF9tcxgDIAEoAxISCgp0b191bml4X21zGAQgASgDEhIKCm1heF9wb2ludHMYBSABKA0iNwoLTWV0cmljUG9pbnQSGQoRdGltZXN0YW1wX3VuaXhfbXMYASABKAMSDQoFdmFsdWUYAiABKAEixgEKDE1ldHJpY1NlcmllcxIMCgRuYW1lGAEgASgJEgwKBHVuaXQYAiABKAkSOwoGbGFiZWxzGAMgAygLMisudW5kZXJzdHVkeS5hcGkudjEuTWV0cmljU2VyaWVzLkxhYmVsc0VudHJ5Ei4KBnBvaW50cxgEIAMoCzIeLnVuZGVyc3R1ZHkuYXBpLnYxLk1ldHJpY1BvaW50Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYAoSR2V0TWV0cmljc1Jlc3BvbnNlEi8KBnNlcmllcxgBIAMoCzIfLnVuZGVyc3R1ZHkuYXBpLnYxLk1ldHJpY1NlcmllcxIZChFoZWxkX2Zyb21fdW5peF9tcxgCIAEoAyJICgxEcmFpblJlcXVlc3QSFAoMY29tcG9uZW50X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIiUKDURyYWluUmVzcG9uc2USFAoMaGFuZG92ZXJfaWRzGAEgAygJMoEDChBDb21wb25lbnRTZXJ2aWNlEmUKDkxpc3RDb21wb25lbnRzEigudW5kZXJzdHVkeS5hcGkudjEuTGlzdENvbXBvbmVudHNSZXF1ZXN0GikudW5kZXJzdHVkeS5hcGkudjEuTGlzdENvbXBvbmVudHNSZXNwb25zZRJfCgxHZXRDb21wb25lbnQSJi51bmRlcnN0dWR5LmFwaS52MS5HZXRDb21wb25lbnRSZXF1ZXN0GicudW5kZXJzdHVkeS5hcGkudjEuR2V0Q29tcG9uZW50UmVzcG9uc2USWQoKR2V0TWV0cmljcxIkLnVuZGVyc3R1ZHkuYXBpLnYxLkdldE1ldHJpY3NSZXF1ZXN0GiUudW5kZXJzdHVkeS5hcGkudjEuR2V0TWV0cmljc1Jlc3BvbnNlEkoKBURyYWluEh8udW5kZXJzdHVkeS5hcGkudjEuRHJhaW5SZXF1ZXN0GiAudW5kZXJzdHVkeS5hcGkudjEuRHJhaW5SZXNwb25zZWIGcHJvdG8z", [file_understudy_common_v1_component]);
 
 /**
  * Request for ComponentService.ListComponents.
@@ -121,6 +121,16 @@ export type GetComponentResponse = Message<"understudy.api.v1.GetComponentRespon
    * @generated from field: understudy.common.v1.Component component = 1;
    */
   component?: Component | undefined;
+
+  /**
+   * How the answering node receives this component's agent reports. Set only
+   * when the answering node is the leader (agent streams end at the leader);
+   * unset on followers and for a component whose agent never connected to
+   * this leader.
+   *
+   * @generated from field: understudy.api.v1.AgentStreamStatus agent_stream = 2;
+   */
+  agentStream?: AgentStreamStatus | undefined;
 };
 
 /**
@@ -129,6 +139,128 @@ export type GetComponentResponse = Message<"understudy.api.v1.GetComponentRespon
  */
 export const GetComponentResponseSchema: GenMessage<GetComponentResponse> = /*@__PURE__*/
   messageDesc(file_understudy_api_v1_component_service, 3);
+
+/**
+ * The leader's view of one component's agent stream and of the reports it
+ * ingested from the agent's current instance (Hello.agent_instance_id).
+ * Leader memory, not replicated: a new leader starts empty and fills it as
+ * the agent re-streams and replays its buffer. For operators checking that an
+ * agent reaches the leader, how soon it came back after a leader change, and
+ * whether its reports arrive complete (no gaps) and once (duplicates are
+ * dropped and counted). Without a restart of this node in between,
+ * reports_ingested + gap_reports = last_sequence - first_sequence + 1.
+ *
+ * @generated from message understudy.api.v1.AgentStreamStatus
+ */
+export type AgentStreamStatus = Message<"understudy.api.v1.AgentStreamStatus"> & {
+  /**
+   * True while a welcomed stream from the component's agent is open.
+   *
+   * @generated from field: bool streaming = 1;
+   */
+  streaming: boolean;
+
+  /**
+   * Agent instance of the open (or most recent) stream.
+   *
+   * @generated from field: string agent_instance_id = 2;
+   */
+  agentInstanceId: string;
+
+  /**
+   * When this node welcomed the most recent stream (leader clock); 0 = never.
+   *
+   * @generated from field: int64 connected_unix_ms = 3;
+   */
+  connectedUnixMs: bigint;
+
+  /**
+   * When the first live (not replayed) report arrived on the most recent
+   * stream (leader clock), i.e. when the agent's replay was done and reports
+   * flowed again; 0 = none yet.
+   *
+   * @generated from field: int64 first_live_report_unix_ms = 4;
+   */
+  firstLiveReportUnixMs: bigint;
+
+  /**
+   * Streams of this component this node welcomed since it started.
+   *
+   * @generated from field: uint64 streams_welcomed = 5;
+   */
+  streamsWelcomed: bigint;
+
+  /**
+   * Lowest Report.sequence of agent_instance_id this node ingested since it
+   * started; 0 = none.
+   *
+   * @generated from field: uint64 first_sequence = 6;
+   */
+  firstSequence: bigint;
+
+  /**
+   * Highest Report.sequence of agent_instance_id held: the watermark that
+   * Welcome.resume_after_sequence announces (may come from history files
+   * after a restart of this node).
+   *
+   * @generated from field: uint64 last_sequence = 7;
+   */
+  lastSequence: bigint;
+
+  /**
+   * Reports of agent_instance_id ingested (duplicates excluded).
+   *
+   * @generated from field: uint64 reports_ingested = 8;
+   */
+  reportsIngested: bigint;
+
+  /**
+   * Of reports_ingested, those the agent replayed from its buffer.
+   *
+   * @generated from field: uint64 replayed_reports = 9;
+   */
+  replayedReports: bigint;
+
+  /**
+   * Reports of agent_instance_id received again (sequence at or below the
+   * watermark) and dropped. Nonzero means an agent resent what this node
+   * already held.
+   *
+   * @generated from field: uint64 duplicate_reports = 10;
+   */
+  duplicateReports: bigint;
+
+  /**
+   * Sequences of agent_instance_id skipped (reports lost in the agent's
+   * bounded buffer before they reached this node).
+   *
+   * @generated from field: uint64 gap_reports = 11;
+   */
+  gapReports: bigint;
+
+  /**
+   * Samples of this component not held in the metric windows: over the
+   * per-component series cap (dropped) or older than their series' newest
+   * sample (late). Counted since this node started.
+   *
+   * @generated from field: uint64 dropped_samples = 12;
+   */
+  droppedSamples: bigint;
+
+  /**
+   * See dropped_samples.
+   *
+   * @generated from field: uint64 late_samples = 13;
+   */
+  lateSamples: bigint;
+};
+
+/**
+ * Describes the message understudy.api.v1.AgentStreamStatus.
+ * Use `create(AgentStreamStatusSchema)` to create a new message.
+ */
+export const AgentStreamStatusSchema: GenMessage<AgentStreamStatus> = /*@__PURE__*/
+  messageDesc(file_understudy_api_v1_component_service, 4);
 
 /**
  * Request for ComponentService.GetMetrics.
@@ -179,7 +311,7 @@ export type GetMetricsRequest = Message<"understudy.api.v1.GetMetricsRequest"> &
  * Use `create(GetMetricsRequestSchema)` to create a new message.
  */
 export const GetMetricsRequestSchema: GenMessage<GetMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_component_service, 4);
+  messageDesc(file_understudy_api_v1_component_service, 5);
 
 /**
  * One point of a series.
@@ -207,7 +339,7 @@ export type MetricPoint = Message<"understudy.api.v1.MetricPoint"> & {
  * Use `create(MetricPointSchema)` to create a new message.
  */
 export const MetricPointSchema: GenMessage<MetricPoint> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_component_service, 5);
+  messageDesc(file_understudy_api_v1_component_service, 6);
 
 /**
  * History of one metric (one name + label set).
@@ -249,7 +381,7 @@ export type MetricSeries = Message<"understudy.api.v1.MetricSeries"> & {
  * Use `create(MetricSeriesSchema)` to create a new message.
  */
 export const MetricSeriesSchema: GenMessage<MetricSeries> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_component_service, 6);
+  messageDesc(file_understudy_api_v1_component_service, 7);
 
 /**
  * Answer of ComponentService.GetMetrics.
@@ -278,7 +410,7 @@ export type GetMetricsResponse = Message<"understudy.api.v1.GetMetricsResponse">
  * Use `create(GetMetricsResponseSchema)` to create a new message.
  */
 export const GetMetricsResponseSchema: GenMessage<GetMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_component_service, 7);
+  messageDesc(file_understudy_api_v1_component_service, 8);
 
 /**
  * Request for ComponentService.Drain.
@@ -313,7 +445,7 @@ export type DrainRequest = Message<"understudy.api.v1.DrainRequest"> & {
  * Use `create(DrainRequestSchema)` to create a new message.
  */
 export const DrainRequestSchema: GenMessage<DrainRequest> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_component_service, 8);
+  messageDesc(file_understudy_api_v1_component_service, 9);
 
 /**
  * Answer of ComponentService.Drain.
@@ -334,7 +466,7 @@ export type DrainResponse = Message<"understudy.api.v1.DrainResponse"> & {
  * Use `create(DrainResponseSchema)` to create a new message.
  */
 export const DrainResponseSchema: GenMessage<DrainResponse> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_component_service, 9);
+  messageDesc(file_understudy_api_v1_component_service, 10);
 
 /**
  * Read components and their metrics; drain them.
