@@ -19,7 +19,12 @@ import type { Rng } from "../../common/rng.ts";
 import { createBackoff } from "./backoff.ts";
 import type { CommandRunner } from "./command-runner.ts";
 import type { AgentConfig } from "./config.ts";
-import { type AgentConnection, type ConnectionStats, createAgentConnection } from "./connection.ts";
+import {
+  type AgentConnection,
+  type ConnectionStats,
+  createAgentConnection,
+  type HelloContext,
+} from "./connection.ts";
 import { createDirectiveExecutor, type DirectiveExecutor } from "./directives.ts";
 import type { HostInfo, HostSampler } from "./host-sampler.ts";
 import { httpRequest } from "./http-request.ts";
@@ -131,8 +136,9 @@ export async function createAgent(deps: AgentDeps): Promise<Agent> {
     };
   };
 
-  const hello = () =>
+  const hello = (ctx: HelloContext) =>
     encodeHello({
+      lostLeaderId: ctx.lostLeaderId,
       componentId: config.component.id,
       role: componentRoles[config.component.role],
       host: config.component.host,

@@ -9,12 +9,23 @@
  * so a leader change or a coordinator restart loses nothing the buffer still
  * holds and duplicates nothing.
  *
- * Reconnects: every failure waits a jittered, bounded backoff (reset by a
- * Welcome). A Redirect with a leader address is followed at once, at most
- * `redirectHopsMax` times in a row; an unreachable coordinator (or one that
- * does not answer Hello within `helloTimeoutMs`) moves on to the next address.
- * After a welcomed stream ends, the same address is tried first: it either is
- * the leader again or redirects to the new one.
+ * Reconnects (a leader change must cost about one election, not a backoff
+ * ladder):
+ * - After a welcomed stream ends, the same address is tried first, after a
+ *   short jittered backoff (reset by every Welcome): it either is the leader
+ *   again, or redirects to the new one, or is gone.
+ * - A Redirect with a leader address is followed at once, at most
+ *   `redirectHopsMax` times in a row.
+ * - An unreachable coordinator (or one that does not answer Hello within
+ *   `helloTimeoutMs`) moves on to the next configured address at once; only
+ *   when every configured address failed in a row (a "round") does the agent
+ *   wait the exponential backoff. A follower that redirected to a leader that
+ *   then turned out unreachable counts as failed in the round too.
+ * - Every Hello names the leader the agent lost (`lost_leader_id`: the one
+ *   whose stream ended, or an unreachable redirect target) until the next
+ *   Welcome. A follower that has not yet noticed that loss, or knows no
+ *   leader, holds the Hello until the election settles and then redirects to
+ *   the new leader, so agents do not poll followers during an election.
  *
  * The link's own health is measured from acks: round trip from sending a live
  * report to the ack naming its sequence, and the share of live reports not
@@ -46,12 +57,20 @@ export interface StreamContext {
   clockOffsetMs: number;
 }
 
+export interface HelloContext {
+  /** Hello.lost_leader_id. */
+  lostLeaderId: string;
+}
+
 export interface ConnectionOptions {
   addresses: readonly string[];
   transport: AgentTransport;
   buffer: ReportBuffer;
-  /** Encoded Hello for a new stream (built fresh: it carries the latest acked sequence). */
-  hello(): Uint8Array;
+  /**
+   * Encoded Hello for a new stream (built fresh: it carries the latest acked
+   * sequence), naming the leader this agent lost ("" when none).
+   */
+  hello(ctx: HelloContext): Uint8Array;
   backoff: Backoff;
   helloTimeoutMs: number;
   ackTimeoutMs: number;
@@ -93,9 +112,20 @@ export interface AgentConnection {
 }
 
 type StreamOutcome =
-  | { kind: "redirect"; leaderAddress: string; retryAfterMs: number; reason: string }
-  | { kind: "ended"; reason: string }
-  | { kind: "failed"; reason: string };
+  | {
+      kind: "redirect";
+      leaderId: string;
+      leaderAddress: string;
+      retryAfterMs: number;
+      reason: string;
+    }
+  | { kind: "ended"; leaderId: string; reason: string }
+  | {
+      kind: "failed";
+      reason: string;
+      /** The coordinator answered (a refusal), so it is up: not a lost leader. */
+      answered?: boolean;
+    };
 
 const defaultSleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -108,6 +138,16 @@ const defaultSleep = (ms: number, signal: AbortSignal) =>
     }
     signal.addEventListener("abort", done, { once: true });
   });
+
+/**
+ * A gRPC status the coordinator itself sent to refuse the stream (e.g.
+ * ALREADY_EXISTS, INVALID_ARGUMENT), as opposed to UNAVAILABLE / DEADLINE_EXCEEDED /
+ * CANCELLED, which also stand for "could not reach it".
+ */
+function refusedByPeer(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "number" && code !== 14 && code !== 4 && code !== 1;
+}
 
 /** Live reports awaiting an ack that are tracked for RTT/loss; older ones count as lost. */
 const inFlightMax = 10_000;
@@ -123,6 +163,8 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
   let current: AgentStream | undefined;
   let address = opts.addresses[0]!;
   let leaderId = "";
+  /** Hello.lost_leader_id: set when a leader is lost, cleared by a Welcome. */
+  let lostLeaderId = "";
   /** Highest sequence written on the current stream. */
   let cursor = 0;
   /** Sequences up to this are replays on the current stream. */
@@ -221,7 +263,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
     const helloSentAt = clock.monotonicMs();
     let welcomed = false;
     try {
-      stream.write(opts.hello());
+      stream.write(opts.hello({ lostLeaderId }));
       let timer: NodeJS.Timeout | undefined;
       const first = await Promise.race([
         it.next(),
@@ -234,7 +276,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       ]).finally(() => clearTimeout(timer));
       if (first === "stopped") {
         stream.cancel();
-        return { kind: "ended", reason: "agent stopping" };
+        return { kind: "ended", leaderId: "", reason: "agent stopping" };
       }
       if (first === "timeout") {
         stream.cancel();
@@ -247,6 +289,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
         const r = msg.body.value;
         return {
           kind: "redirect",
+          leaderId: r.leaderId,
           leaderAddress: r.leaderAddress,
           retryAfterMs: r.retryAfterMs,
           reason: r.reason,
@@ -254,7 +297,11 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       }
       if (msg.body.case !== "welcome") {
         stream.cancel();
-        return { kind: "failed", reason: `expected Welcome or Redirect, got ${msg.body.case}` };
+        return {
+          kind: "failed",
+          reason: `expected Welcome or Redirect, got ${msg.body.case}`,
+          answered: true,
+        };
       }
       const welcome = msg.body.value;
       const rttMs = clock.monotonicMs() - helloSentAt;
@@ -268,14 +315,20 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
         for await (const m of { [Symbol.asyncIterator]: () => it }) {
           handleMessage(m, ctx, stream);
         }
-        return { kind: "ended", reason: "coordinator ended the stream" };
+        return {
+          kind: "ended",
+          leaderId: welcome.leaderId,
+          reason: "coordinator ended the stream",
+        };
       } finally {
         if (current === stream) current = undefined;
         state = stopCtl.signal.aborted ? "stopped" : "connecting";
       }
     } catch (err) {
       stream.cancel();
-      return { kind: welcomed ? "ended" : "failed", reason: errorMessage(err) };
+      return welcomed
+        ? { kind: "ended", leaderId, reason: errorMessage(err) }
+        : { kind: "failed", reason: errorMessage(err), answered: refusedByPeer(err) };
     }
   };
 
@@ -293,6 +346,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
     }
     address = addr;
     leaderId = welcome.leaderId;
+    lostLeaderId = "";
     maxReportBytes = welcome.maxReportBytes;
     cursor = resume;
     replayUpTo = buffer.lastSeq;
@@ -335,17 +389,24 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
   };
 
   const run = async () => {
+    const addresses = opts.addresses;
+    /** The configured address tried last (redirect targets are not configured ones). */
     let index = 0;
-    let redirectTo: string | undefined;
+    let redirect: { to: string; from: string; leaderId: string } | undefined;
     let hops = 0;
     let retrySame: string | undefined;
+    /** Configured addresses that failed since the last Welcome or backoff wait. */
+    const failedInRound = new Set<string>();
     while (!stopCtl.signal.aborted) {
-      const addr = redirectTo ?? retrySame ?? opts.addresses[index % opts.addresses.length]!;
-      redirectTo = undefined;
+      const via = redirect;
+      const addr = via?.to ?? retrySame ?? addresses[index]!;
+      redirect = undefined;
       retrySame = undefined;
       state = "connecting";
+      const connectsBefore = counters.connects;
       const outcome = await runStream(addr);
       if (stopCtl.signal.aborted) break;
+      if (counters.connects !== connectsBefore) failedInRound.clear();
       let delayMs: number;
       if (outcome.kind === "redirect") {
         counters.redirects++;
@@ -356,11 +417,11 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
         });
         if (outcome.leaderAddress !== "" && hops < redirectHopsMax) {
           hops++;
-          redirectTo = outcome.leaderAddress;
+          redirect = { to: outcome.leaderAddress, from: addr, leaderId: outcome.leaderId };
           continue;
         }
         hops = 0;
-        index++;
+        index = (index + 1) % addresses.length;
         delayMs =
           outcome.retryAfterMs > 0
             ? Math.min(outcome.retryAfterMs, opts.retryAfterMsMax)
@@ -368,6 +429,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       } else if (outcome.kind === "ended") {
         hops = 0;
         retrySame = addr;
+        if (outcome.leaderId !== "") lostLeaderId = outcome.leaderId;
         delayMs = opts.backoff.nextDelayMs();
         logger.warn("coordinator stream ended", {
           address: addr,
@@ -377,15 +439,40 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       } else {
         hops = 0;
         counters.failures++;
-        index = (opts.addresses.indexOf(addr) + 1) % opts.addresses.length;
-        delayMs = opts.backoff.nextDelayMs();
+        failedInRound.add(addr);
+        if (via !== undefined) {
+          // The follower sent us to a leader we cannot use; count the
+          // follower as failed in this round. If that leader is unreachable,
+          // the follower has not noticed yet: name it in the next Hellos.
+          if (via.leaderId !== "" && outcome.answered !== true) lostLeaderId = via.leaderId;
+          failedInRound.add(via.from);
+        }
+        const at = addresses.indexOf(via?.from ?? addr);
+        if (at >= 0) index = at;
+        let next = -1;
+        for (let k = 1; k <= addresses.length; k++) {
+          const i = (index + k) % addresses.length;
+          if (!failedInRound.has(addresses[i]!)) {
+            next = i;
+            break;
+          }
+        }
+        if (next >= 0) {
+          index = next;
+          delayMs = 0;
+        } else {
+          failedInRound.clear();
+          index = (index + 1) % addresses.length;
+          delayMs = opts.backoff.nextDelayMs();
+        }
         logger.warn("coordinator unreachable", {
           address: addr,
           reason: outcome.reason,
+          next: addresses[index],
           retryInMs: delayMs,
         });
       }
-      await sleep(delayMs, stopCtl.signal);
+      if (delayMs > 0) await sleep(delayMs, stopCtl.signal);
     }
     state = "stopped";
   };

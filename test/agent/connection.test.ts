@@ -279,6 +279,76 @@ describe("agent stream (real gRPC coordinator)", function () {
     assertExactlyOnce(leader.state, a);
   });
 
+  it("moves on to the next coordinator at once; the backoff waits only after every address failed", async () => {
+    const gone = await Promise.all([stub(), stub()]);
+    const dead = gone.map((g) => g.address);
+    for (const g of gone) await g.close();
+    const leader = await stub();
+    const t0 = performance.now();
+    // A backoff wait (500–1000 ms, then 1000–2000) would show: only a whole
+    // round of failures may wait.
+    const a = await agent([...dead, leader.address], {
+      extra: {
+        coordinator: {
+          addresses: [...dead, leader.address],
+          backoffInitialMs: 1000,
+          backoffMaxMs: 2000,
+          helloTimeoutMs: 1000,
+        },
+      },
+    });
+    await leader.waitFor("welcomed", () => a.stats().connection.connects >= 1, 5000);
+    const tookMs = performance.now() - t0;
+    assert.ok(tookMs < 500, `welcomed ${Math.round(tookMs)} ms after start, past 2 dead nodes`);
+    assert.equal(a.stats().connection.failures, 2);
+
+    // Now every address fails: after the ended stream's wait, one round of
+    // three quick failures, then the round's backoff wait (>= 1000 ms).
+    const failuresBefore = a.stats().connection.failures;
+    await leader.close();
+    await leader.waitFor(
+      "the first failure",
+      () => a.stats().connection.failures > failuresBefore,
+      3000,
+    );
+    await sleep(400);
+    assert.equal(a.stats().connection.failures - failuresBefore, 3, "one round, then a wait");
+  });
+
+  it("Hello names the lost leader (ended stream, or unreachable redirect target) until the next Welcome", async () => {
+    const old = await stub({ leaderId: "c1" });
+    const oldAddress = old.address;
+    const follower = await stub({
+      mode: { kind: "follower", leaderAddress: oldAddress, leaderId: "c1" },
+    });
+    const next = await stub({ leaderId: "c2", term: 2n });
+    const a = await agent([oldAddress, follower.address, next.address]);
+    await old.waitFor("reports", () => receivedSeqs(old.state, a.instanceId).length >= 3);
+    assert.equal(old.state.hellos[0]?.lostLeaderId, "");
+    await old.close();
+    // old is gone; the follower still sends agents there: both count as failed,
+    // and the new leader hears which leader was lost.
+    await next.waitFor("welcomed by c2", () => a.stats().connection.leaderId === "c2");
+    assert.ok(follower.state.hellos.length >= 1);
+    assert.equal(follower.state.hellos[0]?.lostLeaderId, "c1");
+    assert.equal(next.state.hellos[0]?.lostLeaderId, "c1");
+    const connects = a.stats().connection.connects;
+    next.endStreams();
+    await next.waitFor(
+      "welcomed again",
+      () => a.stats().connection.connects > connects && next.state.hellos.length >= 2,
+    );
+    assert.equal(next.state.hellos.at(-1)?.lostLeaderId, "c2", "the leader whose stream ended");
+    await settle(next, a);
+    const got = next.state.received.get(a.instanceId)!;
+    assert.deepEqual(
+      got.map((r) => r.seq),
+      range(1, got.length),
+      "the new leader has every report from 1, once",
+    );
+    assert.equal(next.state.duplicates, 0);
+  });
+
   it("applies Welcome overrides: sampling/heartbeat interval and max_report_bytes (trimmed, never split)", async () => {
     const many: AgentSample[] = Array.from({ length: 40 }, (_, i) => ({
       name: `cpu.load.core.${i}` as "cpu.load",

@@ -54,7 +54,7 @@ export function createStubState(): StubState {
 
 export type StubMode =
   | { kind: "leader" }
-  | { kind: "follower"; leaderAddress: string; retryAfterMs?: number };
+  | { kind: "follower"; leaderAddress: string; retryAfterMs?: number; leaderId?: string };
 
 export interface CoordinatorStubOptions {
   listen?: string;
@@ -146,7 +146,7 @@ export async function startCoordinatorStub(
                 body: {
                   case: "redirect",
                   value: {
-                    leaderId: "leader",
+                    leaderId: mode.leaderId ?? "leader",
                     leaderAddress: mode.leaderAddress,
                     reason: "not leader",
                     retryAfterMs: mode.retryAfterMs ?? 0,
