@@ -39,6 +39,8 @@ export {
 } from "./commands.ts";
 export {
   defaultRoundOptions,
+  firstUnreceivedShard,
+  type NewestMedia,
   planRound,
   type RoundInput,
   type RoundOptions,

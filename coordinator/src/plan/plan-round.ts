@@ -37,6 +37,7 @@ import {
 } from "./proto-adapter.ts";
 import {
   defaultGranularityOptions,
+  firstShardOfMsn,
   type GranularityDecision,
   type GranularityOptions,
   granularityLevels,
@@ -64,6 +65,22 @@ export interface StreamRuntime {
   readonly sessionsByRendition?: ReadonlyMap<string, number> | undefined;
   /** Regions close to the stream's encoders/viewers. */
   readonly preferredRegions?: readonly string[] | undefined;
+  /**
+   * The newest media each holder has of each rendition (its inventory), read
+   * by the leader when the encoder of the current shard is lost; undefined =
+   * not read. The replacement then starts at the first shard some holder
+   * lacks (see shard-planner.ts, rewind).
+   */
+  readonly holdersNewest?: readonly NewestMedia[] | undefined;
+}
+
+/** The newest object a packager holds of one rendition. */
+export interface NewestMedia {
+  readonly packagerId: string;
+  readonly renditionId: string;
+  readonly msn: number;
+  /** Part index; undefined when the newest object is a complete segment. */
+  readonly part?: number | undefined;
 }
 
 export interface RoundStream {
@@ -127,6 +144,40 @@ function currentMsnOf(s: Stream, runtime: StreamRuntime): number {
   const schedule = runtime.schedule ?? defaultSchedule(s);
   if (runtime.currentShard < schedule.sinceShard) return schedule.sinceMsn - 1;
   return msnOfShard(schedule, s.spec?.shardDurationMs ?? 0, runtime.currentShard);
+}
+
+/**
+ * First shard some holder has not received: the minimum over the reported
+ * newest objects of their last shard, plus one. Undefined without reports,
+ * or when parts are not shards (part duration ≠ shard duration), since the
+ * packagers count parts and the map counts shards.
+ */
+export function firstUnreceivedShard(s: Stream, runtime: StreamRuntime): number | undefined {
+  const spec = s.spec;
+  const reports = runtime.holdersNewest;
+  if (!spec || !reports || reports.length === 0) return undefined;
+  const shardMs = spec.shardDurationMs;
+  const partMs = spec.segmentPolicy?.partDurationMs ?? 0;
+  if (shardMs <= 0 || (partMs !== 0 && partMs !== shardMs)) return undefined;
+  const schedule = runtime.schedule ?? defaultSchedule(s);
+  if (schedule.segmentDurationMs <= 0 || schedule.segmentDurationMs % shardMs !== 0)
+    return undefined;
+  const perSegment = schedule.segmentDurationMs / shardMs;
+  let min = Number.POSITIVE_INFINITY;
+  for (const r of reports) {
+    if (!Number.isSafeInteger(r.msn) || r.msn < schedule.sinceMsn) continue;
+    if (
+      r.part !== undefined &&
+      !(Number.isSafeInteger(r.part) && r.part >= 0 && r.part < perSegment)
+    )
+      continue;
+    const last =
+      r.part === undefined
+        ? firstShardOfMsn(schedule, shardMs, r.msn + 1) - 1
+        : firstShardOfMsn(schedule, shardMs, r.msn) + r.part;
+    min = Math.min(min, last);
+  }
+  return Number.isFinite(min) ? min + 1 : undefined;
 }
 
 /** Holders of a stream in push order: primaries (ladder order), then replicas. */
@@ -228,6 +279,7 @@ export function planRound(
       ),
       sessions,
       spareCandidates: a.spares,
+      firstUnreceivedShard: firstUnreceivedShard(s.stream, s.runtime),
     });
   }
   const shardPlan = planShardMaps(

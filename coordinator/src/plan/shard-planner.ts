@@ -4,8 +4,9 @@
  *
  * Shard n covers media time [n × shard_duration_ms, (n + 1) × shard_duration_ms)
  * of the stream's timeline, so shard numbers mean the same thing everywhere.
- * The planner never rewrites the past: every shard ≤ currentShard keeps its
- * encoder and targets. From the next shard boundary b = currentShard + 1 on:
+ * The planner does not rewrite the past: every shard ≤ currentShard keeps its
+ * encoder and targets, with one exception (rewind, below). From the next
+ * shard boundary b = currentShard + 1 on:
  * - a future range whose encoder is healthy (placeable, known) keeps it
  *   (stability); one whose encoder is DOWN/DRAINING/DRAINED/unknown, and any
  *   gap, goes to a replacement encoder starting exactly at b: an encoder
@@ -15,6 +16,17 @@
  * - every future range pushes to the desired targets: the packagers holding
  *   the stream (from its assignments) plus, for a hot stream, extra replicas
  *   (see below), at most `replicasPerRangeMax` in total, sorted by id.
+ * Rewind (encoder loss without losing media): when the caller says which
+ * shard the holders have not received yet (firstUnreceivedShard f, from their
+ * inventories), the shards of the run ending at currentShard that no usable
+ * encoder owns (a lost encoder's, or uncovered) are planned like future
+ * shards from r = max(f, b − rewindShardsMax, start of that run) on: they go
+ * to the replacement with the current targets, which produces them at once
+ * (catch-up) before going on live. Shards before r, and shards a usable
+ * encoder owns, stay as stored. Nobody else would ever produce the rewound
+ * shards, and a packager takes a segment's parts in order, so starting
+ * exactly at the first missing shard loses nothing. Without a replacement
+ * nothing is rewound.
  * Output invariant: ranges sorted, non-overlapping, the future [b, ∞) covered
  * contiguously by ranges ending with exactly one open range; adjacent ranges
  * with the same encoder and targets are merged, so replanning an unchanged
@@ -67,6 +79,12 @@ export interface ShardStreamInput {
   readonly sessions: number;
   /** Ranked placeable packagers outside the stream (StreamAssignmentPlan.spares). */
   readonly spareCandidates: readonly string[];
+  /**
+   * First shard the holders have not all received (the minimum over holders
+   * and renditions of their newest shard, plus one), or undefined when not
+   * known. Enables the rewind (see the file comment).
+   */
+  readonly firstUnreceivedShard?: number | undefined;
 }
 
 export interface ShardOptions {
@@ -82,6 +100,12 @@ export interface ShardOptions {
   readonly rangesMax: number;
   /** Closed ranges ending more than this many shards before currentShard are compacted away. */
   readonly pastShardsRetain: number;
+  /**
+   * How far back a rewind may reach: at most this many shards up to
+   * currentShard (0 = never rewind). Bounds the replacement's catch-up burst;
+   * older media is outside what players still fetch.
+   */
+  readonly rewindShardsMax: number;
 }
 
 export const defaultShardOptions: ShardOptions = {
@@ -93,6 +117,8 @@ export const defaultShardOptions: ShardOptions = {
   rangesMax: 1024,
   // 30 minutes of 0.5 s shards: players far behind the live edge can still find their shards.
   pastShardsRetain: 3600,
+  // 8 s of 0.5 s shards: detection plus replanning take about a second.
+  rewindShardsMax: 16,
 };
 
 export interface ShardPlanInput {
@@ -131,6 +157,7 @@ export function validateShardOptions(o: ShardOptions): void {
   requireInt("replicasPerRangeMax", o.replicasPerRangeMax, 1, 5);
   requireInt("rangesMax", o.rangesMax, 2, 1024);
   requireInt("pastShardsRetain", o.pastShardsRetain, 0);
+  requireInt("rewindShardsMax", o.rewindShardsMax, 0, 4096);
 }
 
 /** Checks the ShardMap ordering rules; throws RangeError naming the offending range. */
@@ -180,6 +207,8 @@ export function planShardMaps(
     requireUniqueId(`${f}.streamId`, s.streamId, seen, "stream");
     requireInt(`${f}.currentShard`, s.currentShard, -1);
     requireInt(`${f}.sessions`, s.sessions, 0);
+    if (s.firstUnreceivedShard !== undefined)
+      requireInt(`${f}.firstUnreceivedShard`, s.firstUnreceivedShard, 0);
     validateShardRanges(s.ranges, `${f}.ranges`);
   }
 
@@ -258,42 +287,47 @@ function planOne(
     return unchanged(s, hot, reasons, notes);
   }
 
-  // Past (≤ currentShard) stays; future pieces from b on, gaps included.
-  const past: Piece[] = [];
-  const future: Piece[] = [];
-  let cursor = b;
-  for (const r of s.ranges) {
-    const last = r.lastShard;
-    if (last !== undefined && last < b) {
-      past.push({
-        first: r.firstShard,
-        last,
-        encoderId: r.encoderId,
-        replicas: r.replicaPackagerIds,
-        past: true,
-      });
-      continue;
+  // Past (before `from`) stays; pieces from `from` on are replanned, gaps included.
+  const split = (from: number) => {
+    const past: Piece[] = [];
+    const future: Piece[] = [];
+    let cursor = from;
+    for (const r of s.ranges) {
+      const last = r.lastShard;
+      if (last !== undefined && last < from) {
+        past.push({
+          first: r.firstShard,
+          last,
+          encoderId: r.encoderId,
+          replicas: r.replicaPackagerIds,
+          past: true,
+        });
+        continue;
+      }
+      if (r.firstShard < from) {
+        past.push({
+          first: r.firstShard,
+          last: from - 1,
+          encoderId: r.encoderId,
+          replicas: r.replicaPackagerIds,
+          past: true,
+        });
+      }
+      const first = Math.max(r.firstShard, from);
+      if (first > cursor)
+        future.push({ first: cursor, last: first - 1, encoderId: undefined, replicas: targets });
+      future.push({ first, last, encoderId: r.encoderId, replicas: targets });
+      cursor = last === undefined ? Number.POSITIVE_INFINITY : last + 1;
     }
-    if (r.firstShard < b) {
-      past.push({
-        first: r.firstShard,
-        last: b - 1,
-        encoderId: r.encoderId,
-        replicas: r.replicaPackagerIds,
-        past: true,
-      });
+    if (cursor !== Number.POSITIVE_INFINITY) {
+      future.push({ first: cursor, last: undefined, encoderId: undefined, replicas: targets });
     }
-    const first = Math.max(r.firstShard, b);
-    if (first > cursor)
-      future.push({ first: cursor, last: first - 1, encoderId: undefined, replicas: targets });
-    future.push({ first, last, encoderId: r.encoderId, replicas: targets });
-    cursor = last === undefined ? Number.POSITIVE_INFINITY : last + 1;
-  }
-  if (cursor !== Number.POSITIVE_INFINITY) {
-    future.push({ first: cursor, last: undefined, encoderId: undefined, replicas: targets });
-  }
+    return { past, future };
+  };
 
-  // Replacement encoder for pieces without a usable one.
+  // Replacement encoder for pieces without a usable one. Rewound pieces have
+  // no usable encoder by construction, so they do not change the choice.
+  let { past, future } = split(b);
   const keptEncoders = future.filter((p) => usable(p.encoderId)).map((p) => p.encoderId as string);
   let replacement: string | undefined = keptEncoders.sort(byId)[0];
   if (replacement === undefined && future.some((p) => !usable(p.encoderId))) {
@@ -307,6 +341,11 @@ function planOne(
           byId(x.id, y.id),
       );
     replacement = ranked[0]?.id;
+  }
+  const from = replacement === undefined ? b : rewindFrom(s, usable, o);
+  if (from < b) {
+    ({ past, future } = split(from));
+    notes.push(`rewound to shard ${from}: the holders have not received it`);
   }
   for (const p of future) {
     if (usable(p.encoderId)) continue;
@@ -337,6 +376,34 @@ function planOne(
     reasons,
     notes,
   };
+}
+
+/**
+ * First shard of the rewind: the run of shards ending at currentShard that no
+ * usable encoder owns, cut at firstUnreceivedShard and at rewindShardsMax
+ * shards. currentShard + 1 when there is nothing to rewind.
+ */
+function rewindFrom(
+  s: ShardStreamInput,
+  usable: (id: string | undefined) => boolean,
+  o: ShardOptions,
+): number {
+  const b = s.currentShard + 1;
+  if (s.firstUnreceivedShard === undefined || s.currentShard < 0) return b;
+  const floor = Math.max(0, s.firstUnreceivedShard, b - o.rewindShardsMax);
+  let k = s.currentShard;
+  while (k >= floor && !usable(ownerOf(s.ranges, k))) k--;
+  return k + 1;
+}
+
+/** Encoder of shard n, or undefined when no range covers it. */
+function ownerOf(ranges: readonly ShardRangeRow[], n: number): string | undefined {
+  for (let i = ranges.length - 1; i >= 0; i--) {
+    const r = ranges[i] as ShardRangeRow;
+    if (r.firstShard > n) continue;
+    return r.lastShard === undefined || n <= r.lastShard ? r.encoderId : undefined;
+  }
+  return undefined;
 }
 
 function unchanged(

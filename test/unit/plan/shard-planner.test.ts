@@ -87,6 +87,79 @@ describe("shard map planner", () => {
     assertFutureCovered(p.ranges, 58);
   });
 
+  it("rewinds a lost encoder's shards the holders never received to the replacement", () => {
+    const p = planOne(
+      [enc("e1", { status: ComponentStatus.DOWN }), enc("e2", { baseStreams: 2 }), enc("e3")],
+      input({ firstUnreceivedShard: 55 }),
+    );
+    assert.deepEqual(p.ranges, [
+      { firstShard: 0, lastShard: 54, encoderId: "e1", replicaPackagerIds: ["p1", "p2"] },
+      { firstShard: 55, lastShard: undefined, encoderId: "e3", replicaPackagerIds: ["p1", "p2"] },
+    ]);
+    assert.deepEqual(p.futureEncoderIds, ["e3"]);
+    assert.deepEqual(p.notes, ["rewound to shard 55: the holders have not received it"]);
+    assertFutureCovered(p.ranges, 55);
+    // Replanning the rewound map with the same facts changes nothing.
+    const again = planOne(
+      [enc("e1", { status: ComponentStatus.DOWN }), enc("e2", { baseStreams: 2 }), enc("e3")],
+      input({ ranges: p.ranges, firstUnreceivedShard: 55, currentShard: 58 }),
+    );
+    assert.equal(again.changed, false);
+  });
+
+  it("rewinds only shards no usable encoder owns, within rewindShardsMax, and only with a replacement", () => {
+    const down = enc("e1", { status: ComponentStatus.DOWN });
+    const ranges: ShardRangeRow[] = [
+      { firstShard: 0, lastShard: 49, encoderId: "e2", replicaPackagerIds: ["p1", "p2"] },
+      { firstShard: 50, encoderId: "e1", replicaPackagerIds: ["p1", "p2"] },
+    ];
+    const firsts = (p: StreamShardPlan) => p.ranges.map((r) => [r.firstShard, r.encoderId]);
+    // e2's shards stay e2's even though the holders lack them (it still
+    // pushes them itself); e1's run 50..57 goes to e2 and merges with its range.
+    const usableKept = planOne([down, enc("e2")], input({ ranges, firstUnreceivedShard: 40 }));
+    assert.deepEqual(firsts(usableKept), [[0, "e2"]]);
+    assert.deepEqual(usableKept.notes, ["rewound to shard 50: the holders have not received it"]);
+    // At most rewindShardsMax shards up to currentShard (57): from 54.
+    const bounded = planOne([down, enc("e2")], input({ ranges, firstUnreceivedShard: 50 }), {
+      ...defaultShardOptions,
+      rewindShardsMax: 4,
+    });
+    assert.deepEqual(firsts(bounded), [
+      [0, "e2"],
+      [50, "e1"],
+      [54, "e2"],
+    ]);
+    // Everything received: the move happens at the next boundary, as without the facts.
+    const received = planOne([down, enc("e2")], input({ ranges, firstUnreceivedShard: 58 }));
+    assert.deepEqual(firsts(received), [
+      [0, "e2"],
+      [50, "e1"],
+      [58, "e2"],
+    ]);
+    // An uncovered past run counts as unproduced, too.
+    const holed = planOne(
+      [down, enc("e2")],
+      input({
+        ranges: [
+          { firstShard: 0, lastShard: 51, encoderId: "e2", replicaPackagerIds: ["p1"] },
+          { firstShard: 56, encoderId: "e1", replicaPackagerIds: ["p1"] },
+        ],
+        firstUnreceivedShard: 53,
+      }),
+    );
+    assert.deepEqual(firsts(holed), [
+      [0, "e2"],
+      [53, "e2"],
+    ]);
+    // No encoder to take over: nothing is rewound, the loss is reported.
+    const stuck = planOne(
+      [down, enc("e2", { maxStreams: 1, baseStreams: 1 })],
+      input({ firstUnreceivedShard: 50 }),
+    );
+    assert.equal(stuck.changed, false);
+    assert.match(stuck.reasons.join(), /encoder e1 is not usable/);
+  });
+
   it("spreads the streams of a failed encoder over the healthy ones", () => {
     const streams = ["a", "b", "c", "d"].map((id) =>
       input({
@@ -246,6 +319,10 @@ describe("shard map planner", () => {
       () => planOne([enc("e1"), enc("e1")], input()),
       /encoders\[1\]\.id: duplicate encoder "e1"/,
     );
+    assert.throws(
+      () => planOne([enc("e1")], input({ firstUnreceivedShard: -3 })),
+      /streams\[0\]\.firstUnreceivedShard: must be an integer in 0\.\./,
+    );
   });
 });
 
@@ -325,6 +402,27 @@ describe("shard map planner vs a naive per-shard rule", () => {
       )[0]?.id;
   }
 
+  /**
+   * Naive rewind start: the lowest n ≥ max(f, currentShard + 1 − bound) such
+   * that no shard of [n, currentShard] has a usable owner (needs a replacement).
+   */
+  function naiveRewindFrom(
+    encoders: readonly EncoderInput[],
+    s: ShardStreamInput,
+    replacement: string | undefined,
+  ) {
+    const b = s.currentShard + 1;
+    const f = s.firstUnreceivedShard;
+    if (replacement === undefined || f === undefined) return b;
+    const usable = usableIn(encoders);
+    for (let n = Math.max(0, f, b - defaultShardOptions.rewindShardsMax); n < b; n++) {
+      let none = true;
+      for (let k = n; k < b; k++) if (usable(at(s.ranges, k)?.encoderId)) none = false;
+      if (none) return n;
+    }
+    return b;
+  }
+
   /** Naive: the documented rule applied shard by shard. */
   function expectedAt(
     encoders: readonly EncoderInput[],
@@ -333,27 +431,40 @@ describe("shard map planner vs a naive per-shard rule", () => {
     targets: readonly string[],
     replacement: string | undefined,
   ) {
-    if (n <= s.currentShard) return at(s.ranges, n);
+    if (n <= s.currentShard) {
+      const rewound = n >= naiveRewindFrom(encoders, s, replacement);
+      return rewound ? { encoderId: replacement as string, targets } : at(s.ranges, n);
+    }
     const cur = at(s.ranges, n);
     if (cur && usableIn(encoders)(cur.encoderId)) return { encoderId: cur.encoderId, targets };
     return replacement ? { encoderId: replacement, targets } : cur;
   }
 
   it("maps every shard as the naive rule does, covers the future exactly once, and is idempotent", () => {
+    let rewinds = 0;
     fc.assert(
       fc.property(
         fc.uniqueArray(encoderArb, { selector: (e) => e.id, maxLength: 4 }),
         rangesArb,
         fc.integer({ min: -1, max: 80 }),
         fc.uniqueArray(fc.constantFrom("p1", "p2", "p3", "p4"), { minLength: 1, maxLength: 4 }),
-        (encoders, ranges, currentShard, holders) => {
-          const s = input({ ranges, currentShard, holderPackagerIds: holders, sessions: 0 });
+        fc.option(fc.integer({ min: 0, max: 90 }), { nil: undefined }),
+        (encoders, ranges, currentShard, holders, firstUnreceivedShard) => {
+          const s = input({
+            ranges,
+            currentShard,
+            holderPackagerIds: holders,
+            sessions: 0,
+            firstUnreceivedShard,
+          });
           const p = planOne(encoders, s);
           const targets = [...holders].sort();
           const anyProducer = p.reasons.length === 0;
-          if (anyProducer) assertFutureCovered(p.ranges, currentShard + 1);
-          else validateShardRanges(p.ranges);
           const replacement = naiveReplacement(encoders, s);
+          const from = anyProducer ? naiveRewindFrom(encoders, s, replacement) : currentShard + 1;
+          if (from <= currentShard) rewinds++;
+          if (anyProducer) assertFutureCovered(p.ranges, from);
+          else validateShardRanges(p.ranges);
           for (let n = 0; n <= currentShard + 120; n++) {
             const want = expectedAt(encoders, s, n, targets, replacement);
             if (!anyProducer && n > currentShard) continue;
@@ -365,5 +476,6 @@ describe("shard map planner vs a naive per-shard rule", () => {
       ),
       { seed: 424242, numRuns: 400 },
     );
+    assert.ok(rewinds >= 20, `only ${rewinds} of 400 runs exercised a rewind`);
   });
 });
