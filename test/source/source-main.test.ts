@@ -201,6 +201,10 @@ describe("understudy source (config)", () => {
       problem(`${base}pool: { index: 0, size: 1 }\ntargets: [http://a:1]\npush: { retries: 3 }\n`),
       /^push\.retries: unknown field/,
     );
+    assert.match(
+      problem(`${base}pool: { index: 0, size: 1 }\ntargets: [http://a:1]\ntakeoverShardsMax: -1\n`),
+      /^takeoverShardsMax: /,
+    );
     assert.match(problem("streamId: 'a b'\n"), /^streamId: expected an id/);
   });
 
@@ -220,6 +224,7 @@ describe("understudy source (config)", () => {
     assert.equal(c.fixtureDir, join(tmp, "fx"), "relative to the config file");
     assert.equal(c.push.maxAgeMs, 6000);
     assert.equal(c.segmentPush, "last-shard-owner");
+    assert.equal(c.takeoverShardsMax, 16);
     assert.equal(
       problem(
         `${base}shardMap: { epoch: 4, ranges: [{ firstShard: 0, lastShard: 9, encoderId: e, replicaTargets: [http://a:1] }, { firstShard: 10, encoderId: f, replicaTargets: [http://a:1, http://b:2] }] }\n`,

@@ -18,6 +18,7 @@ import {
   loadFixture,
   type ManualScheduler,
   type PushLimits,
+  type ShardMap,
   type SourceOptions,
   timelineOf,
 } from "../../packager-node/src/source/index.ts";
@@ -81,6 +82,23 @@ const staticPool = (
   unit: "shard" | "segment" = "shard",
 ): Assignment => ({ kind: "static", epoch: 1, pool: { index, size, unit }, targets });
 
+/** A coordinator shard map over one target: ranges as [first, last (null = open), encoder]. */
+function shardMap(
+  target: string,
+  epoch: number,
+  ranges: readonly (readonly [number, number | null, string])[],
+): ShardMap {
+  return {
+    epoch,
+    ranges: ranges.map(([firstShard, lastShard, encoderId]) => ({
+      firstShard,
+      lastShard,
+      encoderId,
+      replicaTargets: [target],
+    })),
+  };
+}
+
 /** shard number of a part name "{msn}.{part}.m4s" (4 parts per segment). */
 function shardOf(name: string): number {
   const m = /^(\d+)\.(\d+)\.m4s$/.exec(name);
@@ -111,6 +129,20 @@ describe("source (manual clock, real HTTP receiver)", function () {
     await Promise.all(h.sources.map((s) => s.stop()));
     await receiver.close();
   });
+
+  /** enc-a and enc-b at shard 20, following a map that gives enc-a everything (epoch 1). */
+  const twoFollowers = () => {
+    h = harness(ORIGIN + 10_000);
+    const initial: Assignment = {
+      kind: "map",
+      map: shardMap(receiver.url, 1, [[0, null, "enc-a"]]),
+    };
+    const a = addSource(h, fixture, "enc-a", initial);
+    const b = addSource(h, fixture, "enc-b", initial);
+    a.start();
+    b.start();
+    return { a, b, initial };
+  };
 
   it("pushes init first, then every part in real time with a continuous timeline across loops", async () => {
     // Start inside shard 12 (msn 3, part 0); run past two loop boundaries (shards 16 and 32).
@@ -219,42 +251,17 @@ describe("source (manual clock, real HTTP receiver)", function () {
   });
 
   it("a shard map change at a boundary moves shards to the other encoder without gaps or duplicates", async () => {
-    h = harness(ORIGIN + 10_000);
-    const one = (ranges: { first: number; last: number | null; enc: string }[], epoch: number) => ({
-      epoch,
-      ranges: ranges.map((r) => ({
-        firstShard: r.first,
-        lastShard: r.last,
-        encoderId: r.enc,
-        replicaTargets: [receiver.url],
-      })),
-    });
-    const initial: Assignment = {
-      kind: "map",
-      map: {
-        epoch: 1,
-        ranges: [
-          { firstShard: 0, lastShard: null, encoderId: "enc-a", replicaTargets: [receiver.url] },
-        ],
-      },
-    };
-    const a = addSource(h, fixture, "enc-a", initial);
-    const b = addSource(h, fixture, "enc-b", initial);
-    a.start();
-    b.start();
+    const { a, b } = twoFollowers();
     await h.run(3_000); // shards 20..25 by enc-a
     // The coordinator keeps the past and hands shards >= 30 to enc-b; the two
     // encoders learn about it at different moments, both before shard 30.
-    const next = one(
-      [
-        { first: 0, last: 29, enc: "enc-a" },
-        { first: 30, last: null, enc: "enc-b" },
-      ],
-      2,
-    );
-    assert.deepEqual(a.setShardMap(next), { epoch: 2, effectiveFromShard: 26 });
+    const next = shardMap(receiver.url, 2, [
+      [0, 29, "enc-a"],
+      [30, null, "enc-b"],
+    ]);
+    assert.deepEqual(a.setShardMap(next), { epoch: 2, effectiveFromShard: 26, takenOver: [] });
     await h.run(1_000);
-    assert.deepEqual(b.setShardMap(next), { epoch: 2, effectiveFromShard: 28 });
+    assert.deepEqual(b.setShardMap(next), { epoch: 2, effectiveFromShard: 28, takenOver: [] });
     await h.run(4_000);
     for (const r of fixture.renditions) {
       const parts = partsOf(receiver.accepted(), r.id);
@@ -292,6 +299,72 @@ describe("source (manual clock, real HTTP receiver)", function () {
         /ranges\[0\]\.lastShard: only the last range may be open-ended/.test(e.message),
     );
     assert.equal(a.status().epoch, 2);
+  });
+
+  it("takes over a lost encoder's shards from the first one never delivered: at once, in order, under the new epoch", async () => {
+    const { a, b } = twoFollowers();
+    await h.run(3_000); // enc-a pushes shards 20..25
+    await a.stop(); // enc-a dies; shards 26 and 27 complete with nobody producing them
+    await h.run(1_200);
+    const before = receiver.accepted().length;
+    // The coordinator learnt that the packagers have everything up to 25.
+    const next = shardMap(receiver.url, 2, [
+      [0, 25, "enc-a"],
+      [26, null, "enc-b"],
+    ]);
+    assert.deepEqual(b.setShardMap(next), {
+      epoch: 2,
+      effectiveFromShard: 28,
+      takenOver: [26, 27],
+    });
+    await b.settled(); // no time passes
+    // Pushed right away, before any live shard: 26, 27 and segment 6 (shards 24..27), per rendition.
+    const burst = receiver.accepted().slice(before);
+    for (const r of fixture.renditions) {
+      const mine = burst.filter((x) => ingestPath(x.path).rendition === r.id);
+      assert.deepEqual(
+        mine.map((x) => ingestPath(x.path).name),
+        ["init.mp4", "6.2.m4s", "6.3.m4s", "6.m4s"],
+      );
+      assert.ok(mine.every((x) => x.headers["x-understudy-epoch"] === "2"));
+      assert.ok(mine.every((x) => x.headers.authorization === "Bearer enc-b"));
+    }
+    await h.run(2_000);
+    for (const r of fixture.renditions) {
+      const shards = partsOf(receiver.accepted(), r.id).map((p) =>
+        shardOf(ingestPath(p.path).name),
+      );
+      assert.deepEqual(
+        shards,
+        Array.from({ length: 12 }, (_, i) => 20 + i),
+        "every shard once, in order",
+      );
+    }
+    assert.equal(b.status().shards.takenOver, 2);
+    // A newer map that hands over nothing new produces nothing again.
+    assert.deepEqual(b.setShardMap({ ...next, epoch: 3 }).takenOver, []);
+    // A source has no media from before it started: nothing to take over there.
+    const c = addSource(h, fixture, "enc-c", {
+      kind: "map",
+      map: shardMap(receiver.url, 1, [[0, null, "enc-a"]]),
+    });
+    c.start();
+    assert.deepEqual(c.setShardMap(shardMap(receiver.url, 4, [[20, null, "enc-c"]])).takenOver, []);
+  });
+
+  it("takes over at most takeoverShardsMax past shards", async () => {
+    h = harness(ORIGIN + 10_000);
+    const b = addSource(
+      h,
+      fixture,
+      "enc-b",
+      { kind: "map", map: shardMap(receiver.url, 1, [[0, null, "enc-a"]]) },
+      { takeoverShardsMax: 3 },
+    );
+    b.start();
+    await h.run(4_000); // shards 20..27 complete, none of them enc-b's
+    const all = shardMap(receiver.url, 2, [[0, null, "enc-b"]]);
+    assert.deepEqual(b.setShardMap(all).takenOver, [25, 26, 27]);
   });
 
   it("retries a failing packager with backoff, drops what falls out of the live window, re-sends init", async () => {

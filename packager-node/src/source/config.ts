@@ -70,6 +70,12 @@ export const sourceConfigSchema = s.object({
   authToken: s.optional(s.string({ minLength: 1 })),
   push: s.default(pushSchema, pushSchema.parse({}, "push")),
   catchUpShardsMax: s.default(s.number({ integer: true, min: 0, max: 1000 }), 4),
+  /**
+   * How many shards before the one in progress a new shard map may hand this
+   * encoder to produce at once (taking over from a lost encoder; see
+   * source.ts). 0 = never produce past shards.
+   */
+  takeoverShardsMax: s.default(s.number({ integer: true, min: 0, max: 1000 }), 16),
   status: s.optional(s.object({ listen: s.hostPort({ allowZeroPort: true }) })),
   logLevel: s.optional(s.literal("debug", "info", "warn", "error")),
 });

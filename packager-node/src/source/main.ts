@@ -95,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
       segmentPush: config.segmentPush,
       limits: config.push,
       catchUpShardsMax: config.catchUpShardsMax,
+      takeoverShardsMax: config.takeoverShardsMax,
       logger,
       ...(config.renditions === undefined ? {} : { renditions: config.renditions }),
       ...(config.authToken === undefined ? {} : { authToken: config.authToken }),

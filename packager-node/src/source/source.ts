@@ -10,6 +10,15 @@
  * most `catchUpShardsMax` overdue shards and skips older ones: they would be
  * outside the live window anyway.
  *
+ * Takeover: a new shard map may hand this encoder shards that are already
+ * complete (the coordinator rewinds a lost encoder's range to the first shard
+ * its packagers never received). Those shards, at most `takeoverShardsMax`
+ * before the one in progress and none before this source started, are
+ * produced at once, in order and under the new epoch, ahead of the live
+ * ones (each push lane is FIFO), so the packagers get every part in sequence.
+ * Shards the previous assignment already gave this encoder are not produced
+ * again.
+ *
  * Complete segments (`segmentPush`):
  * - "last-shard-owner" (default): the encoder that owns the last shard of
  *   segment m also pushes `{m}.m4s`, the concatenation of m's parts. It can,
@@ -65,6 +74,8 @@ export interface SourceOptions {
   readonly authToken?: string;
   /** Overdue shards produced after a stall before older ones are skipped. */
   readonly catchUpShardsMax?: number;
+  /** Past shards a new shard map may hand over for immediate production (default 16). */
+  readonly takeoverShardsMax?: number;
   /** Bound on distinct packager targets held at once. */
   readonly targetsMax?: number;
   readonly clock?: Clock;
@@ -94,7 +105,7 @@ export interface SourceStatus {
   readonly nextShard: number;
   readonly nextMsn: number;
   readonly lastShard: number | undefined;
-  readonly shards: { produced: number; notOwned: number; skipped: number };
+  readonly shards: { produced: number; notOwned: number; skipped: number; takenOver: number };
   readonly targets: readonly TargetStatus[];
   readonly nowMs: number;
 }
@@ -107,11 +118,16 @@ export interface LiveSource {
   stop(): Promise<void>;
   /**
    * Replaces the shard assignment with a coordinator shard map. It applies from
-   * the next shard produced (`effectiveFromShard`). Throws ConnectError
-   * InvalidArgument naming the field for a malformed map, FailedPrecondition
-   * when its epoch is not newer than the current one.
+   * the next shard produced (`effectiveFromShard`); past shards it newly hands
+   * to this encoder are produced at once (`takenOver`, see Takeover above).
+   * Throws ConnectError InvalidArgument naming the field for a malformed map,
+   * FailedPrecondition when its epoch is not newer than the current one.
    */
-  setShardMap(map: unknown): { epoch: number; effectiveFromShard: number };
+  setShardMap(map: unknown): {
+    epoch: number;
+    effectiveFromShard: number;
+    takenOver: readonly number[];
+  };
   status(): SourceStatus;
   /** Resolves when no push request is in flight (for tests driving a manual scheduler). */
   settled(): Promise<void>;
@@ -127,6 +143,7 @@ export function createSource(opts: SourceOptions): LiveSource {
   const rng = opts.rng ?? createRng(clock.nowMs());
   const limits: PushLimits = { ...defaultPushLimits, ...opts.limits };
   const catchUpShardsMax = opts.catchUpShardsMax ?? 4;
+  const takeoverShardsMax = opts.takeoverShardsMax ?? 16;
   const targetsMax = opts.targetsMax ?? 64;
   const segmentPush = opts.segmentPush ?? "last-shard-owner";
   const fixture = opts.fixture;
@@ -157,8 +174,10 @@ export function createSource(opts: SourceOptions): LiveSource {
   let timer: TimerHandle | undefined;
   let running = false;
   let nextShard = 0;
+  /** nextShard at start(): this source has no media before it. */
+  let startShard = 0;
   let lastShard: number | undefined;
-  const counts = { produced: 0, notOwned: 0, skipped: 0 };
+  const counts = { produced: 0, notOwned: 0, skipped: 0, takenOver: 0 };
 
   const targetFor = (baseUrl: string): PushTarget | undefined => {
     let t = targets.get(baseUrl);
@@ -249,7 +268,31 @@ export function createSource(opts: SourceOptions): LiveSource {
       }
     }
     counts.produced++;
-    lastShard = shard;
+    lastShard = Math.max(lastShard ?? shard, shard);
+  };
+
+  /**
+   * Past shards (< nextShard) the current assignment gives this encoder and
+   * `previous` did not: nobody has produced them. Produced now, in order.
+   */
+  const takeOver = (previous: Assignment): number[] => {
+    if (!running) return [];
+    const pps = timeline.partsPerSegment;
+    const shards: number[] = [];
+    for (let n = Math.max(startShard, nextShard - takeoverShardsMax); n < nextShard; n++) {
+      if (targetsFor(previous, opts.encoderId, n, pps) !== undefined) continue;
+      if (targetsFor(assignment, opts.encoderId, n, pps) === undefined) continue;
+      shards.push(n);
+    }
+    for (const n of shards) {
+      try {
+        produce(n);
+        counts.takenOver++;
+      } catch (err) {
+        logger.error("cannot produce shard", { shard: n, error: err });
+      }
+    }
+    return shards;
   };
 
   const schedule = (minDelayMs: number) => {
@@ -291,6 +334,7 @@ export function createSource(opts: SourceOptions): LiveSource {
       if (running) throw failedPrecondition("source already started");
       running = true;
       nextShard = Math.max(0, shardAt(timeline, clock.nowMs()));
+      startShard = nextShard;
       logger.info("source started", {
         nextShard,
         originMs: timeline.originMs,
@@ -320,9 +364,17 @@ export function createSource(opts: SourceOptions): LiveSource {
           `shard map epoch ${map.epoch} is not newer than the current epoch ${current}`,
         );
       }
+      const previous = assignment;
       assignment = { kind: "map", map };
-      logger.info("shard map replaced", { epoch: map.epoch, effectiveFromShard: nextShard });
-      return { epoch: map.epoch, effectiveFromShard: nextShard };
+      const takenOver = takeOver(previous);
+      logger.info("shard map replaced", {
+        epoch: map.epoch,
+        effectiveFromShard: nextShard,
+        ...(takenOver.length > 0
+          ? { takenOverFrom: takenOver[0], takenOverCount: takenOver.length }
+          : {}),
+      });
+      return { epoch: map.epoch, effectiveFromShard: nextShard, takenOver };
     },
     status() {
       return {
