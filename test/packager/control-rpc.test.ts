@@ -12,7 +12,7 @@ import {
   PackagerService,
 } from "../../proto/gen/understudy/packager/v1/packager_pb.ts";
 import { grpcCode, grpcMessage, streamSpec } from "../support/cluster.ts";
-import { feed, originConfig, request } from "./helpers.ts";
+import { feed, originConfig, originSpecRenditions, request } from "./helpers.ts";
 
 type Client = GrpcClient<typeof PackagerService>;
 
@@ -32,27 +32,7 @@ async function startWithControl(
 }
 
 /** The shared test StreamSpec with this file's two-rendition ladder. */
-const spec = (id = "s1") => ({
-  ...streamSpec(id),
-  renditions: [
-    {
-      id: "720p",
-      bandwidthBps: 3_000_000n,
-      width: 1280,
-      height: 720,
-      frameRate: 30,
-      codecs: "avc1.64001f",
-    },
-    {
-      id: "360p",
-      bandwidthBps: 800_000n,
-      width: 640,
-      height: 360,
-      frameRate: 30,
-      codecs: "avc1.42c01e",
-    },
-  ],
-});
+const spec = (id = "s1") => ({ ...streamSpec(id), renditions: originSpecRenditions });
 
 async function rejectsWith(p: Promise<unknown>, code: number, re: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {

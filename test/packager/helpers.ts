@@ -53,6 +53,26 @@ export function originConfig(
   });
 }
 
+/** originConfig's ladder as StreamSpec renditions, for coordinator-side specs of the same stream. */
+export const originSpecRenditions = [
+  {
+    id: "720p",
+    bandwidthBps: 3_000_000n,
+    width: 1280,
+    height: 720,
+    frameRate: 30,
+    codecs: "avc1.64001f",
+  },
+  {
+    id: "360p",
+    bandwidthBps: 800_000n,
+    width: 640,
+    height: 360,
+    frameRate: 30,
+    codecs: "avc1.42c01e",
+  },
+];
+
 export async function startNode(config: PackagerConfig): Promise<PackagerNode> {
   const node = createPackagerNode(config, { logger: silentLogger });
   await node.start();

@@ -5,14 +5,46 @@
  * packager-nodes match the committed assignments with idempotent
  * PackagerService.Assign calls carrying the epoch. Streams with an open
  * handover belong to the orchestrator and are left alone.
+ *
+ * Rounds run on a timer and at once on every change that can call for a new
+ * plan (a stream or component change, a handover closing). A change that
+ * arrives while a round runs is not dropped: one more round follows.
+ *
+ * Encoder loss: when the encoder of the shard being produced now is not
+ * usable, the round first reads the holders' newest media of the stream
+ * (PackagerService.Inventory, bounded by `inventoryTimeoutMs`) so the shard
+ * planner can start the replacement at the first shard they lack rather than
+ * at the next boundary (see plan/shard-planner.ts, rewind). Holders that do
+ * not answer in time are left out; with no answer the map moves at the next
+ * boundary as before.
  */
+import { createGrpcClient, type GrpcClient } from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
-import { ComponentStatus } from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+import {
+  type Component,
+  ComponentStatus,
+} from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+import { SegmentKind } from "../../../proto/gen/understudy/common/v1/segment_pb.ts";
 import type { Stream } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { PackagerService } from "../../../proto/gen/understudy/packager/v1/packager_pb.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { isHandoverOpen } from "../fsm/fsm.ts";
-import { planRound, type RoundStream } from "../plan/plan-round.ts";
+import { type NewestMedia, planRound, type RoundStream } from "../plan/plan-round.ts";
+import { shardRangesFromProto } from "../plan/proto-adapter.ts";
+import { isPlaceable } from "../plan/types.ts";
 import type { HandoverEffects } from "./orchestrator.ts";
+
+/**
+ * The newest object a packager holds of each of a stream's renditions
+ * (renditions it holds nothing of are absent). Rejects when the packager
+ * cannot be asked.
+ */
+export type NewestMediaReader = (
+  packager: Component,
+  streamId: string,
+  renditionIds: readonly string[],
+  signal: AbortSignal,
+) => Promise<readonly NewestMedia[]>;
 
 export interface PlacementOptions {
   readonly cluster: ClusterHandle;
@@ -29,6 +61,10 @@ export interface PlacementOptions {
   readonly deferPrimaryFailuresMs?: number;
   /** Viewer sessions per rendition of a stream (client reports), for demand-aware planning. */
   readonly sessionsByRendition?: (streamId: string, nowMs: number) => ReadonlyMap<string, number>;
+  /** Reads a holder's newest media on encoder loss; default: PackagerService.Inventory. */
+  readonly newestMedia?: NewestMediaReader;
+  /** Bound on waiting for the holders' inventories in one round. */
+  readonly inventoryTimeoutMs?: number;
 }
 
 export interface PlacementLoop {
@@ -43,12 +79,60 @@ export function currentShardOf(stream: Stream, nowMs: number): number {
   return Math.floor((nowMs - origin) / shardMs);
 }
 
+/**
+ * PackagerService.Inventory for the newest object of each rendition (one
+ * entry each: the newest part of the segment in progress, else the newest
+ * complete segment). One client per control address, closed by `close()`.
+ */
+export function createInventoryReader(): { read: NewestMediaReader; close(): void } {
+  const clients = new Map<string, GrpcClient<typeof PackagerService>>();
+  const clientFor = (address: string) => {
+    let c = clients.get(address);
+    if (!c) {
+      c = createGrpcClient(PackagerService, address);
+      clients.set(address, c);
+    }
+    return c;
+  };
+  return {
+    async read(packager, streamId, renditionIds, signal) {
+      const client = clientFor(packager.controlAddress);
+      const answers = await Promise.all(
+        renditionIds.map((renditionId) =>
+          client.inventory({ streamId, renditionId, maxEntries: 1 }, { signal }),
+        ),
+      );
+      const out: NewestMedia[] = [];
+      for (const [k, a] of answers.entries()) {
+        const ref = a.segments[0];
+        if (!ref || (ref.kind !== SegmentKind.PART && ref.kind !== SegmentKind.SEGMENT)) continue;
+        out.push({
+          packagerId: packager.id,
+          renditionId: renditionIds[k] as string,
+          msn: Number(ref.msn),
+          part: ref.kind === SegmentKind.PART ? ref.partIndex : undefined,
+        });
+      }
+      return out;
+    },
+    close() {
+      for (const c of clients.values()) c.close();
+      clients.clear();
+    },
+  };
+}
+
 export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
   const { cluster, log } = opts;
   const fsm = cluster.fsm;
+  const inventoryTimeoutMs = opts.inventoryTimeoutMs ?? 500;
+  const ownReader = opts.newestMedia ? undefined : createInventoryReader();
+  const newestMedia = opts.newestMedia ?? (ownReader as { read: NewestMediaReader }).read;
   let caughtUpTerm = -1;
   let stopped = false;
   let running = false;
+  /** A round was asked for while one ran: run once more when it ends. */
+  let again = false;
   /** `${packager}|${stream}` → signature of the last Assign that succeeded. */
   const applied = new Map<string, string>();
 
@@ -100,9 +184,53 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
     }
   };
 
-  const round = async () => {
-    if (running || !leading()) return;
+  /**
+   * The holders' newest media of a stream whose current shard's encoder is
+   * lost, or undefined when its encoder is fine (nothing to read).
+   */
+  const holdersNewestOf = async (
+    stream: Stream,
+    currentShard: number,
+  ): Promise<NewestMedia[] | undefined> => {
+    const id = stream.spec?.id ?? "";
+    const lost = shardRangesFromProto(fsm.shardMap(id)?.ranges).filter(
+      (r) =>
+        (r.lastShard === undefined || r.lastShard >= currentShard) &&
+        !isPlaceable(fsm.component(r.encoderId)?.status ?? ComponentStatus.UNSPECIFIED),
+    );
+    if (currentShard < 0 || lost.length === 0) return undefined;
+    const holders = [...new Set(lost.flatMap((r) => r.replicaPackagerIds))]
+      .map((pid) => fsm.component(pid))
+      .filter(
+        (c): c is Component =>
+          c !== undefined && c.status === ComponentStatus.HEALTHY && c.controlAddress !== "",
+      );
+    const renditionIds = stream.spec?.renditions.map((r) => r.id) ?? [];
+    const signal = AbortSignal.timeout(inventoryTimeoutMs);
+    const answers = await Promise.allSettled(
+      holders.map((c) => newestMedia(c, id, renditionIds, signal)),
+    );
+    const out: NewestMedia[] = [];
+    for (const [k, a] of answers.entries()) {
+      if (a.status === "fulfilled") out.push(...a.value);
+      else
+        log.warn("holder inventory unavailable; its media is not counted for the rewind", {
+          stream: id,
+          packager: holders[k]?.id,
+          err: a.reason,
+        });
+    }
+    return out;
+  };
+
+  const round = async (): Promise<void> => {
+    if (!leading()) return;
+    if (running) {
+      again = true;
+      return;
+    }
     running = true;
+    again = false;
     try {
       const now = cluster.clock.nowMs();
       const deferMs = opts.deferPrimaryFailuresMs ?? 0;
@@ -121,6 +249,12 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
         }
         return false;
       };
+      const newest = await Promise.all(
+        fsm.streams().map((stream) => holdersNewestOf(stream, currentShardOf(stream, now))),
+      );
+      if (!leading()) return;
+      // The inventories were read from the state before the await; plan from the state now.
+      const byStream = new Map(fsm.streams().map((st, k) => [st.spec?.id ?? "", newest[k]]));
       const streams: RoundStream[] = fsm.streams().map((stream) => {
         const id = stream.spec?.id ?? "";
         return {
@@ -134,6 +268,7 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
           runtime: {
             currentShard: currentShardOf(stream, now),
             sessionsByRendition: opts.sessionsByRendition?.(id, now),
+            holdersNewest: byStream.get(id),
           },
         };
       });
@@ -153,6 +288,9 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
             stream: sp.streamId,
             kind: cmd.kind,
             status: sp.status,
+            ...(cmd.kind === "set-shard-map" && sp.shard?.notes.length
+              ? { notes: sp.shard.notes }
+              : {}),
           });
         }
       }
@@ -161,26 +299,44 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
       log.warn("placement round failed", { err });
     } finally {
       running = false;
+      if (again && !stopped) void round();
     }
   };
 
   const timer = setInterval(() => void round(), opts.intervalMs ?? 1000);
+  // Acting needs the predecessors' log applied (the no-op of this term committed).
+  const catchUp = (term: number) => {
+    cluster
+      .readBarrier()
+      .then(() => {
+        if (cluster.leadership().term === term) caughtUpTerm = term;
+        void round();
+      })
+      .catch(() => undefined);
+  };
   const offLeader = cluster.onLeadershipChange((l) => {
     if (!l.isLeader) {
       applied.clear();
       return;
     }
-    cluster
-      .readBarrier()
-      .then(() => {
-        if (cluster.leadership().term === l.term) caughtUpTerm = l.term;
-        void round();
-      })
-      .catch(() => undefined);
+    catchUp(l.term);
   });
+  // Started on a node that already leads (no change event will come).
+  if (cluster.leadership().isLeader) catchUp(cluster.leadership().term);
   const offChange = fsm.onChange((changes) => {
-    if (changes.some((c) => c.kind === "stream" || c.kind === "component")) void round();
+    const replan = changes.some(
+      (c) =>
+        c.kind === "stream" ||
+        c.kind === "component" ||
+        // A closed handover hands the stream back: restore its replicas now.
+        (c.kind === "handover" && !isOpen(c.id)),
+    );
+    if (replan) void round();
   });
+  const isOpen = (handoverId: string) => {
+    const h = fsm.handover(handoverId);
+    return h !== undefined && isHandoverOpen(h);
+  };
   return {
     round,
     stop() {
@@ -188,6 +344,7 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
       clearInterval(timer);
       offLeader();
       offChange();
+      ownReader?.close();
     },
   };
 }
