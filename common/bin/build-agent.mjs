@@ -16,7 +16,7 @@
 // server), so nothing has to be installed next to it.
 //
 // Writes, next to the bundle:
-//   understudy-agent.mjs.map             source map (file and line, no sources) for stack traces
+//   understudy-agent.mjs.map             source map of our own files (file and line, no sources)
 //   understudy-agent.licenses.txt        the license of every bundled npm package (MIT/Apache-2.0
 //                                        require shipping them with copies)
 //
@@ -81,6 +81,111 @@ function packageOf(input) {
   return { name: m[2].replaceAll("\\", "/"), dir: path.join(repoRoot, m[1], m[2]) };
 }
 
+const base64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** Source map "mappings" → per generated line, segments of absolute numbers. */
+function decodeMappings(mappings) {
+  const lines = [];
+  const state = [0, 0, 0, 0]; // source, original line, original column, name
+  for (const line of mappings.split(";")) {
+    const segments = [];
+    let column = 0;
+    for (const text of line ? line.split(",") : []) {
+      const fields = [];
+      let value = 0;
+      let shift = 0;
+      for (const ch of text) {
+        const digit = base64.indexOf(ch);
+        value += (digit & 31) << shift;
+        if (digit & 32) shift += 5;
+        else {
+          fields.push(value & 1 ? -(value >>> 1) : value >>> 1);
+          value = 0;
+          shift = 0;
+        }
+      }
+      column += fields[0];
+      const seg = [column];
+      for (let i = 1; i < fields.length; i++) {
+        state[i - 1] += fields[i];
+        seg.push(state[i - 1]);
+      }
+      segments.push(seg);
+    }
+    lines.push(segments);
+  }
+  return lines;
+}
+
+function encodeMappings(lines) {
+  const vlq = (n) => {
+    let v = n < 0 ? (-n << 1) | 1 : n << 1;
+    let out = "";
+    do {
+      const digit = v & 31;
+      v >>>= 5;
+      out += base64[v > 0 ? digit | 32 : digit];
+    } while (v > 0);
+    return out;
+  };
+  const state = [0, 0, 0, 0];
+  return lines
+    .map((segments) => {
+      let column = 0;
+      return segments
+        .map((seg) => {
+          let text = vlq(seg[0] - column);
+          column = seg[0];
+          for (let i = 1; i < seg.length; i++) {
+            text += vlq(seg[i] - state[i - 1]);
+            state[i - 1] = seg[i];
+          }
+          return text;
+        })
+        .join(",");
+    })
+    .join(";");
+}
+
+/**
+ * The map restricted to our own sources (agent/, common/, proto/gen/).
+ * Node expands every mapping into an array the first time it formats a stack
+ * (the first stream error, i.e. any reconnect): with the whole bundle mapped
+ * that added ~24 MB RSS (VmHWM 102 MB, measured), over the agent's budget.
+ * Third-party code still reads in a stack trace: identifiers are not minified,
+ * so frames keep their function names, with bundle positions. Where
+ * third-party code starts, a segment without a source ends the previous
+ * mapping, so its frames are not attributed to our files.
+ */
+function firstPartyOnly(map) {
+  const keep = map.sources.map((s) => !s.startsWith("node_modules/"));
+  const newIndex = [];
+  const sources = [];
+  map.sources.forEach((s, i) => {
+    if (keep[i]) {
+      newIndex[i] = sources.length;
+      sources.push(s);
+    }
+  });
+  // Across lines: Node looks up the nearest preceding segment, also on an
+  // earlier line, so a line starting in third-party code must end the mapping too.
+  let mapped = false;
+  const lines = decodeMappings(map.mappings).map((segments) => {
+    const out = [];
+    for (const seg of segments) {
+      if (seg.length > 1 && keep[seg[1]]) {
+        out.push([seg[0], newIndex[seg[1]], ...seg.slice(2)]);
+        mapped = true;
+      } else if (mapped) {
+        out.push([seg[0]]);
+        mapped = false;
+      }
+    }
+    return out;
+  });
+  return { ...map, sources, mappings: encodeMappings(lines) };
+}
+
 function licenseText(dir) {
   const file = readdirSync(dir).find((f) => /^(licen[cs]e|copying)(\.|$)/i.test(f));
   return file ? readFileSync(path.join(dir, file), "utf8").trim() : undefined;
@@ -120,10 +225,10 @@ async function main() {
     // Measured with bench/agent.ts (RSS of the running agent): whitespace and
     // syntax minification save ~3 MB (V8 keeps the source text); names stay,
     // so stack traces read even without the map. `node --enable-source-maps`
-    // parses the map at start: with sources embedded that peaked 18 MB higher
-    // (VmHWM 84 MB, over budget), without them 4 MB. Stack traces still name
-    // the original file and line; the sources are the repository at the
-    // commit the bundle was built from.
+    // reads the map at start: with sources embedded that peaked 18 MB higher
+    // (VmHWM 84 MB, over budget), so the map names files and lines only (the
+    // sources are the repository at the commit the bundle was built from).
+    // See firstPartyOnly for what the map keeps.
     minifyWhitespace: true,
     minifySyntax: true,
     sourcemap: "linked",
@@ -142,15 +247,16 @@ async function main() {
     plugins: [fixedVersionPlugin(pkg.version)],
   });
 
+  const mapFile = `${outfile}.map`;
+  const fullMap = JSON.parse(readFileSync(mapFile, "utf8"));
   // esbuild names sources relative to the output dir, so the same build read
   // from /opt/understudy would point at /opt/agent/src/...; repository-relative
   // names resolve next to the bundle instead: a stack frame reads
   // /opt/understudy/agent/src/main.ts:139, i.e. agent/src/main.ts in the repo.
-  const mapFile = `${outfile}.map`;
-  const map = JSON.parse(readFileSync(mapFile, "utf8"));
-  map.sources = map.sources.map((s) =>
+  fullMap.sources = fullMap.sources.map((s) =>
     path.relative(repoRoot, path.resolve(args.outdir, s)).split(path.sep).join("/"),
   );
+  const map = firstPartyOnly(fullMap);
   writeFileSync(mapFile, JSON.stringify(map));
 
   const output = Object.values(result.metafile.outputs).find((o) => o.entryPoint);
