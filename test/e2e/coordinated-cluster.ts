@@ -40,6 +40,20 @@ export interface CoordinatedCluster {
   leader(): Promise<string>;
   /** ChainService.GetChain (linearizable) on the leader. */
   chain(streamId: string): Promise<ChainGraph>;
+  /**
+   * Follows ChainService.WatchChain on the leader and records when each
+   * committed change of the stream arrived (wall ms in this process), so two
+   * transitions can be timed against each other without polling error.
+   */
+  watchChain(streamId: string): Promise<ChainWatch>;
+}
+
+export interface ChainWatch {
+  readonly updates: { readonly atMs: number; readonly graph: ChainGraph }[];
+  readonly errors: string[];
+  /** Wall ms of the first update at or after `sinceMs` matching `pred`. */
+  firstAt(pred: (g: ChainGraph) => boolean, sinceMs?: number): number | undefined;
+  stop(): void;
 }
 
 const heartbeatIntervalMs = 250;
@@ -71,7 +85,8 @@ export async function startCoordinatedCluster(
           bootstrap,
           placement: { intervalMs: 500 },
           predict: { enabled: false },
-          log: { level: "warn" },
+          // info: placement commits and handover steps land in the run directory's logs.
+          log: { level: "info" },
         },
         { ready: /"event":"listening"/ },
       ),
@@ -156,6 +171,31 @@ export async function startCoordinatedCluster(
     encoders,
     addresses,
     leader,
+    async watchChain(streamId) {
+      const client = createGrpcClient(ChainService, await leader(), { keepaliveMs: 10_000 });
+      const ac = new AbortController();
+      const updates: { atMs: number; graph: ChainGraph }[] = [];
+      const errors: string[] = [];
+      void (async () => {
+        try {
+          for await (const u of client.watchChain({ streamId }, { signal: ac.signal })) {
+            if (u.graph) updates.push({ atMs: Date.now(), graph: u.graph });
+          }
+        } catch (err) {
+          if (!ac.signal.aborted) errors.push((err as Error).message);
+        } finally {
+          client.close();
+        }
+      })();
+      return {
+        updates,
+        errors,
+        firstAt(pred, sinceMs = 0) {
+          return updates.find((u) => u.atMs >= sinceMs && pred(u.graph))?.atMs;
+        },
+        stop: () => ac.abort(),
+      };
+    },
     async chain(streamId) {
       const client = createGrpcClient(ChainService, await leader());
       try {
