@@ -265,15 +265,22 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
     try {
       stream.write(opts.hello({ lostLeaderId }));
       let timer: NodeJS.Timeout | undefined;
+      let onStop: (() => void) | undefined;
       const first = await Promise.race([
         it.next(),
         new Promise<"timeout">((resolve) => {
           timer = setTimeout(() => resolve("timeout"), opts.helloTimeoutMs);
         }),
-        new Promise<"stopped">((resolve) =>
-          stopCtl.signal.addEventListener("abort", () => resolve("stopped"), { once: true }),
-        ),
-      ]).finally(() => clearTimeout(timer));
+        new Promise<"stopped">((resolve) => {
+          onStop = () => resolve("stopped");
+          stopCtl.signal.addEventListener("abort", onStop, { once: true });
+        }),
+      ]).finally(() => {
+        clearTimeout(timer);
+        // One listener per attempt would pile up on the agent-lifetime signal
+        // while the coordinators stay unreachable (a leak growing for days).
+        if (onStop) stopCtl.signal.removeEventListener("abort", onStop);
+      });
       if (first === "stopped") {
         stream.cancel();
         return { kind: "ended", leaderId: "", reason: "agent stopping" };

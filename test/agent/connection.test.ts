@@ -17,8 +17,11 @@ import {
   type Agent,
   type AgentSample,
   createAgent,
+  createAgentConnection,
+  createBackoff,
   createFixedSampler,
   createGrpcAgentTransport,
+  createReportBuffer,
   execFileRunner,
   parseAgentConfig,
 } from "../../agent/src/index.ts";
@@ -313,6 +316,52 @@ describe("agent stream (real gRPC coordinator)", function () {
     );
     await sleep(400);
     assert.equal(a.stats().connection.failures - failuresBefore, 3, "one round, then a wait");
+  });
+
+  it("attempts against unreachable coordinators leave nothing behind (no listener leak over days of retries)", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    let attempts = 0;
+    const refused = {
+      write: () => true,
+      waitDrain: async () => {},
+      messages: {
+        [Symbol.asyncIterator]: () => ({
+          next: () => Promise.reject(new Error("connect ECONNREFUSED")),
+        }),
+      },
+      cancel() {},
+    };
+    const conn = createAgentConnection({
+      addresses: ["127.0.0.1:1", "127.0.0.1:2"],
+      transport: {
+        connect: () => {
+          attempts++;
+          return refused;
+        },
+        close() {},
+      },
+      buffer: createReportBuffer({ bytesMax: 4096 }),
+      hello: () => new Uint8Array(),
+      backoff: createBackoff({ initialMs: 1, maxMs: 1 }, createRng(1)),
+      helloTimeoutMs: 1000,
+      ackTimeoutMs: 1000,
+      replayBatchMax: 16,
+      retryAfterMsMax: 10,
+      clock: systemClock,
+      logger: silentLogger,
+      onWelcome() {},
+      onDirective: async () => new Uint8Array(),
+      sleep: () => new Promise((r) => setImmediate(r)),
+    });
+    conn.start();
+    while (attempts < 200) await new Promise((r) => setTimeout(r, 5));
+    await conn.stop();
+    await new Promise((r) => setTimeout(r, 10));
+    process.off("warning", onWarning);
+    assert.deepEqual(warnings, []);
+    assert.equal(conn.stats().failures >= 200, true);
   });
 
   it("Hello names the lost leader (ended stream, or unreachable redirect target) until the next Welcome", async () => {
