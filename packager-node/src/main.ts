@@ -8,12 +8,13 @@ import { errorMessage } from "../../common/errors.ts";
 import { loadPackagerConfig } from "./config.ts";
 import { createPackagerNode } from "./node.ts";
 
-const USAGE = `Usage: understudy packager --config FILE
+const USAGE = `Usage: understudy packager --config FILE [--check]
 
 Runs a packager-node: an LL-HLS/HLS/DASH origin that takes CMAF parts over
 HTTP (mode: origin) or a caching proxy in front of origins (mode: edge).
 Options:
-  --config FILE            YAML config (see deploy/ for examples)
+  --config FILE            YAML config (see deploy/examples/packager-{origin,edge}.yaml)
+  --check                  validate the config and exit (0 = valid, 2 = invalid)
   --dev-fault-injection    DEVELOPMENT ONLY: serve /dev/fault to degrade this node on request
   --help                   show this help
 `;
@@ -21,6 +22,7 @@ Options:
 export async function main(argv: string[]): Promise<number> {
   let file: string | undefined;
   let devFaultInjection = false;
+  let check = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--help" || a === "-h") {
@@ -28,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (a === "--dev-fault-injection") devFaultInjection = true;
+    else if (a === "--check") check = true;
     else if (a === "--config") file = argv[++i];
     else if (a.startsWith("--config=")) file = a.slice("--config=".length);
     else {
@@ -48,6 +51,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  if (check) {
+    process.stdout.write(`${file}: valid\n`);
+    return 0;
   }
   if (devFaultInjection) {
     process.stderr.write(

@@ -1,7 +1,8 @@
 /**
  * `understudy coordinator --config FILE`: runs one coordinator node until
  * SIGTERM/SIGINT, then stops gracefully (listeners closed, WAL flushed).
- * `--check-data` inspects the data directory read-only and exits.
+ * `--check` validates the config and exits; `--check-data` inspects the data
+ * directory read-only and exits.
  */
 import { parseArgs } from "node:util";
 import { packageVersion } from "../../../common/cli.ts";
@@ -10,12 +11,13 @@ import { formatInspection, inspectDurableLog, StorageCorruptionError } from "../
 import { loadCoordinatorConfig } from "./config.ts";
 import { startCoordinatorNode } from "./coordinator-node.ts";
 
-const usage = `Usage: understudy coordinator --config FILE [--check-data]
+const usage = `Usage: understudy coordinator --config FILE [--check | --check-data]
 
 Runs one node of the Raft-replicated coordinator cluster.
 
 Options:
   --config FILE   YAML config (see deploy/examples/coordinator-*.yaml)
+  --check         validate the config and exit (0 = valid, 2 = invalid, naming the field)
   --check-data    inspect the data directory (WAL segments, snapshots) and exit:
                   0 if the node can start (a torn tail is truncated at start), 1 if it
                   would refuse (corruption)
@@ -26,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   let args: ReturnType<typeof parseArgs<{ options: typeof options }>>;
   const options = {
     config: { type: "string" },
+    check: { type: "boolean" },
     "check-data": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   } as const;
@@ -44,6 +47,10 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const cfg = loadCoordinatorConfig(args.values.config);
+  if (args.values.check) {
+    process.stdout.write(`${args.values.config}: valid\n`);
+    return 0;
+  }
   const log = createLogger({ component: "coordinator" }, { level: cfg.log.level });
 
   if (args.values["check-data"]) {

@@ -13,10 +13,15 @@ import { fetchStreamPlan, followChain } from "./follow.ts";
 import { createSource } from "./source.ts";
 import { type StatusServer, startStatusServer } from "./status-server.ts";
 
-const usage = `Usage: understudy source --config FILE
+const usage = `Usage: understudy source --config FILE [--check]
 
 Loops the committed CMAF fixture in real time on a continuous timeline and
 pushes the shards this encoder owns to its packager targets (ingest protocol v1).
+
+Options:
+  --config FILE   YAML config (see deploy/examples/source.yaml)
+  --check         validate the config and the fixture, then exit (0 = valid, 2 = invalid)
+  -h, --help      show this help
 `;
 
 function configPath(argv: string[]): string | undefined {
@@ -33,7 +38,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
-  const unknown = argv.filter((a, i) => !a.startsWith("--config") && argv[i - 1] !== "--config");
+  const check = argv.includes("--check");
+  const unknown = argv.filter(
+    (a, i) => a !== "--check" && !a.startsWith("--config") && argv[i - 1] !== "--config",
+  );
   const file = configPath(argv);
   if (!file || unknown.length > 0) {
     const why =
@@ -56,6 +64,10 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  if (check) {
+    process.stdout.write(`${file}: valid\n`);
+    return 0;
   }
   const logger = createLogger(
     { component: "source" },
