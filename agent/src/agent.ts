@@ -204,6 +204,13 @@ export async function createAgent(deps: AgentDeps): Promise<Agent> {
         heartbeatIntervalMs = hb;
         scheduleHeartbeat();
       }
+      // A live heartbeat at once, queued behind the replay: the (new) leader
+      // sees live reports flow as soon as the replay is through, instead of
+      // up to a heartbeat interval later.
+      if (!stopped) {
+        append(undefined);
+        heartbeats++;
+      }
     },
     async onDirective(d, ctx) {
       const result = await executor.execute(d, ctx);

@@ -208,6 +208,11 @@ describe("agent stream (real gRPC coordinator)", function () {
     assert.equal(next.state.duplicates, 0);
     const firstLive = got.findIndex((r) => !r.replayed);
     assert.ok(firstLive > 0, "the window comes first, marked replayed");
+    assert.equal(
+      got[firstLive]?.heartbeatOnly,
+      true,
+      "a live heartbeat follows the replay at once (appended at Welcome)",
+    );
     assert.ok(
       got.slice(firstLive).every((r) => !r.replayed),
       "then only live reports",
