@@ -107,7 +107,7 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
   it("every agent streams to the new leader within 2 s; the new leader holds every report exactly once", async () => {
     cluster = await TestCluster.start({ name: "agents-kill", config: raftOnly });
     const c = cluster;
-    const oldLeader = await c.waitForLeader(15_000);
+    await c.waitForLeader(15_000);
     for (const id of c.ids()) {
       apis.set(id, createGrpcClient(ComponentService, c.node(id).apiAddress));
     }
@@ -138,46 +138,53 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
       )),
     );
 
-    // All registered and streaming to the leader, with a few seconds of reports.
-    const registeredBy = performance.now() + 30_000;
-    for (;;) {
-      const vs = await Promise.all(
-        agentIds.map((id) => streamOn(oldLeader, id).catch(() => undefined)),
-      );
-      if (vs.every((v) => v?.streaming && v.ingested > 0)) break;
-      if (performance.now() > registeredBy) {
-        throw new Error(`agents not all streaming to ${oldLeader}: ${JSON.stringify(vs)}`);
-      }
-      await sleep(200);
-    }
-
     // The control: a scripted agent that will replay its buffer twice.
-    const probeId = "dup-probe";
     const probeReports = 20;
-    const sample = (seq: number) => ({
-      name: "cpu.load",
-      value: seq,
-      unit: "ratio",
-      labels: {},
-    });
-    const probeHello = helloFor(probeId, "probe-instance-1");
-    const first = openAgentConn(c.node(oldLeader).apiAddress);
-    conns.push(first);
-    first.hello(probeHello);
-    assert.equal((await first.next(5000)).body.case, "welcome");
+    const sample = (seq: number) => ({ name: "cpu.load", value: seq, unit: "ratio", labels: {} });
     const t0Probe = Date.now() - probeReports * 100;
-    for (let seq = 1; seq <= probeReports; seq++) {
-      first.report({
-        sequence: BigInt(seq),
-        timestampUnixMs: BigInt(t0Probe + seq * 100),
-        samples: [sample(seq)],
-      });
-    }
-    await ackedUpTo(first, probeReports, 5000);
+    const probeReport = (seq: number, replayed: boolean) => ({
+      sequence: BigInt(seq),
+      timestampUnixMs: BigInt(t0Probe + seq * 100),
+      samples: [sample(seq)],
+      replayed,
+    });
 
-    await sleep(3000);
+    // All registered and streaming to the leader, with a few seconds of
+    // reports; the control's reports acked by that leader. A machine busy
+    // enough can move leadership on its own meanwhile: then start over with
+    // the leader of the moment (a fresh control component each time).
+    let oldLeader = "";
+    let probeHello = helloFor("dup-probe-1", "probe-instance-1");
     const before = new Map<string, View>();
-    for (const id of agentIds) before.set(id, (await streamOn(oldLeader, id))!);
+    const preparedBy = performance.now() + 45_000;
+    for (let attempt = 1; oldLeader === ""; attempt++) {
+      if (performance.now() > preparedBy) throw new Error("no stable leader to kill within 45 s");
+      const l = await c.waitForLeader(10_000);
+      const streamingBy = performance.now() + 30_000;
+      let vs: (View | undefined)[] = [];
+      while (performance.now() < streamingBy) {
+        vs = await Promise.all(agentIds.map((id) => streamOn(l, id).catch(() => undefined)));
+        if (vs.every((v) => v?.streaming && v.ingested > 0)) break;
+        await sleep(200);
+      }
+      if (!vs.every((v) => v?.streaming && v.ingested > 0)) {
+        throw new Error(`agents not all streaming to ${l}: ${JSON.stringify(vs)}`);
+      }
+      probeHello = helloFor(`dup-probe-${attempt}`, "probe-instance-1");
+      const first = openAgentConn(c.node(l).apiAddress);
+      conns.push(first);
+      first.hello(probeHello);
+      if ((await first.next(5000)).body.case !== "welcome") continue;
+      for (let seq = 1; seq <= probeReports; seq++) first.report(probeReport(seq, false));
+      await ackedUpTo(first, probeReports, 5000);
+      await sleep(3000);
+      before.clear();
+      for (const id of agentIds) {
+        const v = await streamOn(l, id).catch(() => undefined);
+        if (v?.streaming) before.set(id, v);
+      }
+      if (before.size === AGENTS && (await c.leader()) === l) oldLeader = l;
+    }
 
     const load = loadavg().map((l) => l.toFixed(1));
     const killAt = Date.now();
@@ -219,14 +226,7 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
     assert.equal(w.body.case, "welcome", `new leader answered ${w.body.case}`);
     assert.equal(w.body.case === "welcome" && Number(w.body.value.resumeAfterSequence), 0);
     for (let round = 0; round < 2; round++) {
-      for (let seq = 1; seq <= probeReports; seq++) {
-        second.report({
-          sequence: BigInt(seq),
-          timestampUnixMs: BigInt(t0Probe + seq * 100),
-          samples: [sample(seq)],
-          replayed: true,
-        });
-      }
+      for (let seq = 1; seq <= probeReports; seq++) second.report(probeReport(seq, true));
     }
     const probeLive = 5;
     for (let seq = probeReports + 1; seq <= probeReports + probeLive; seq++) {
@@ -242,7 +242,7 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
     await sleep(1500);
     const final = new Map<string, View>();
     for (const id of agentIds) final.set(id, (await streamOn(newLeader, id, 3000))!);
-    const probe = (await streamOn(newLeader, probeId, 3000))!;
+    const probe = (await streamOn(newLeader, probeHello.componentId!, 3000))!;
 
     const rows = agentIds.map((id) => {
       const a = after.get(id);
