@@ -63,13 +63,12 @@ const takeoverStreamId = "takeover";
 const partGapMaxMs = 2 * partDurationMs;
 
 /**
- * DOWN commit → the dead primary's renditions reassigned. The acceptance asks
- * for one segment duration; the reactive handover still switches
- * `handover.switchAheadSegments` (2) segments past the standby's newest
- * complete segment, which takes 2–3 segments (see test/e2e/README.md,
- * "Packager loss"), so this holds it to what it guarantees today.
+ * DOWN commit → the dead primary's renditions reassigned: within one segment
+ * duration (the issue's bound). The reactive handover of a DOWN primary
+ * switches at the standby's newest complete segment instead of waiting
+ * `handover.switchAheadSegments` ahead (coordinator/src/act/orchestrator.ts).
  */
-const packagerMoveMaxMs = 4 * segmentDurationMs;
+const packagerMoveMaxMs = segmentDurationMs;
 
 async function sha256Of(url: string): Promise<string> {
   const res = await fetch(url, { signal: AbortSignal.timeout(5000) });

@@ -277,7 +277,12 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
         for (const r of renditions)
           edge = Math.max(edge, await effects.latestMsn(to, h.streamId, r, signal));
         if (edge < 0) throw new Error(`standby ${to.id} holds no segment of ${h.streamId} yet`);
-        await propose(h, HandoverState.NOTIFIED, { switchMsn: BigInt(edge + switchAhead) });
+        // The switch point lies ahead so players still fed by a live primary
+        // can finish where they are and move at a boundary. A DOWN primary
+        // feeds nobody: waiting for it only keeps viewers on a dead origin,
+        // so switch at the standby's newest complete segment.
+        const ahead = from.status === ComponentStatus.DOWN ? 0 : switchAhead;
+        await propose(h, HandoverState.NOTIFIED, { switchMsn: BigInt(edge + ahead) });
         return;
       }
       case HandoverState.NOTIFIED: {
@@ -407,8 +412,22 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
           );
           const onStop = () => stepAc.abort(new Error("orchestrator stopped"));
           ac.signal.addEventListener("abort", onStop);
+          const stepStartMs = cluster.clock.monotonicMs();
           try {
             await step(h, stepAc.signal);
+            const now = fsm.handover(id);
+            if (now && now.state !== h.state) {
+              // One line per transition this leader committed: with the
+              // other nodes' logs it shows who drove which step, and how long it took.
+              log.info("handover step done", {
+                handover: id,
+                from: HandoverState[h.state],
+                to: HandoverState[now.state],
+                epoch: Number(now.epoch),
+                ...(now.switchMsn > 0n ? { switchMsn: Number(now.switchMsn) } : {}),
+                stepMs: Math.round(cluster.clock.monotonicMs() - stepStartMs),
+              });
+            }
           } catch (err) {
             if (!isLeader()) return; // the next leader resumes from the log
             // A compare-and-set that lost means the state moved: re-read, go on.
@@ -445,7 +464,14 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   };
 
   const resumeAll = () => {
-    for (const h of fsm.handovers()) if (isHandoverOpen(h)) drive(h.id);
+    for (const h of fsm.handovers()) {
+      if (!isHandoverOpen(h)) continue;
+      log.info("resuming open handover from the log", {
+        handover: h.id,
+        state: HandoverState[h.state],
+      });
+      drive(h.id);
+    }
   };
 
   const streamsServedBy = (componentId: string) =>
