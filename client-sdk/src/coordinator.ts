@@ -17,6 +17,7 @@
  */
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { abortableFetch } from "./abortable-fetch.ts";
 import { type BackoffOptions, backoffDelayMs, sleep } from "./async.ts";
 
 /** Response header naming the leader's API address (host:port) on a redirect. */
@@ -115,17 +116,15 @@ export function createCoordinatorPool(opts: CoordinatorPoolOptions): Coordinator
   const timeoutMs = opts.rpcTimeoutMs ?? 3000;
   const backoff = opts.backoff ?? { initialMs: 200, maxMs: 5000 };
   const transports = new Map<string, Transport>();
+  // Watch streams live long: their abort must work even after a GC (see abortable-fetch.ts).
+  const fetchFn = abortableFetch(opts.fetch ?? globalThis.fetch.bind(globalThis));
 
   const transportFor = (baseUrl: string): Transport => {
     let t = transports.get(baseUrl);
     if (!t) {
       t =
         opts.transport?.(baseUrl) ??
-        createConnectTransport({
-          baseUrl,
-          useBinaryFormat: true,
-          ...(opts.fetch ? { fetch: opts.fetch } : {}),
-        });
+        createConnectTransport({ baseUrl, useBinaryFormat: true, fetch: fetchFn });
       transports.set(baseUrl, t);
     }
     return t;
