@@ -53,6 +53,13 @@ export interface PlaybackBuffer {
   /** MSN of the media playing now (undefined before the first frame). */
   playingMsn(): number | undefined;
   snapshot(): PlaybackSnapshot;
+  /**
+   * Playback ended (the session closed or ran out its duration): one last
+   * update, then the model stops; level, state and stall totals keep their
+   * values. Without it a buffer read after the end would keep draining and
+   * count a stall that no viewer saw.
+   */
+  end(): void;
 }
 
 export function createPlaybackBuffer(opts: PlaybackBufferOptions): PlaybackBuffer {
@@ -69,10 +76,12 @@ export function createPlaybackBuffer(opts: PlaybackBufferOptions): PlaybackBuffe
   let addedMs = 0;
   let startupMs: number | undefined;
   let starved = false;
+  let ended = false;
   // (msn, cumulative media start) of recent objects, ascending.
   const positions: { msn: number; startMs: number }[] = [];
 
   const update = () => {
+    if (ended) return;
     const now = clock.monotonicMs();
     const elapsed = now - lastMs;
     lastMs = now;
@@ -93,7 +102,7 @@ export function createPlaybackBuffer(opts: PlaybackBufferOptions): PlaybackBuffe
   return {
     add(durationMs, msn) {
       update();
-      if (!(durationMs > 0)) return;
+      if (ended || !(durationMs > 0)) return;
       const last = positions[positions.length - 1];
       if (!last || last.msn !== msn) {
         positions.push({ msn, startMs: addedMs });
@@ -139,6 +148,10 @@ export function createPlaybackBuffer(opts: PlaybackBufferOptions): PlaybackBuffe
         else break;
       }
       return msn ?? positions[0]?.msn;
+    },
+    end() {
+      update();
+      ended = true;
     },
     snapshot() {
       update();

@@ -29,6 +29,7 @@
  * All loops are bounded: each request has a timeout, retries are bounded, and
  * the session ends at `durationMs` or `close()`.
  */
+import { abortableFetch } from "./abortable-fetch.ts";
 import { type BackoffOptions, backoffDelayMs, linkedAbort, sleep } from "./async.ts";
 import { createBandwidthEstimator } from "./bandwidth.ts";
 import type { UnderstudyClient } from "./client.ts";
@@ -263,7 +264,8 @@ const switchStates: ReadonlySet<HandoverState> = new Set([
 export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
   const clock = opts.clock ?? systemClock;
   const random = opts.random ?? Math.random;
-  const doFetch = opts.fetch ?? globalThis.fetch.bind(globalThis);
+  // Request timeouts and close() must abort for sure, also after a GC (see abortable-fetch.ts).
+  const doFetch = abortableFetch(opts.fetch ?? globalThis.fetch.bind(globalThis));
   const sessionId = opts.sessionId ?? randomSessionId(random);
   if (!/^[A-Za-z0-9-]{1,64}$/.test(sessionId)) {
     throw new TypeError(`sessionId "${sessionId}" must be 1–64 chars of [A-Za-z0-9-]`);
@@ -936,6 +938,7 @@ export function createPlayerSession(opts: PlayerSessionOptions): PlayerSession {
       }
     })
     .finally(async () => {
+      buffer.end();
       ended = true;
       await reporter?.stop();
     });

@@ -69,6 +69,8 @@ export interface ViewerRecord {
   switches: ViewerSwitch[];
   noticesReceived: number;
   noticesVia: Record<NoticeVia, number>;
+  /** Notices the viewer's client ignored as stale (late, or forged; see the epoch rule). */
+  noticesStale: number;
   noticeLatenciesMs: number[];
   origin: string;
   rendition: string;
@@ -190,10 +192,12 @@ export async function runViewers(opts: ViewersOptions): Promise<ViewersReport> {
         })
       : undefined;
     await session.done;
+    // The session's numbers as it ended (its playback model stops there too).
+    const s = session.stats();
     await reporter?.stop();
     await client.close();
     await consuming;
-    const s = session.stats();
+    const cs = client.stats();
     const rs = reporter?.stats();
     return {
       index,
@@ -211,6 +215,7 @@ export async function runViewers(opts: ViewersOptions): Promise<ViewersReport> {
       })),
       noticesReceived: notices,
       noticesVia: via,
+      noticesStale: cs.stale,
       noticeLatenciesMs: latencies,
       origin: s.origin,
       rendition: s.rendition,

@@ -298,6 +298,27 @@ describe("client-sdk: playback buffer model", () => {
     assert.equal(b.takeStarvation(), false, "starvation reported once");
   });
 
+  it("stops modelling when playback ends: no drain, no stall counted afterwards", () => {
+    const m = manual();
+    const b = createPlaybackBuffer({
+      clock: m.clock,
+      startThresholdMs: 500,
+      resumeThresholdMs: 500,
+    });
+    b.add(2000, 1);
+    m.advance(500);
+    b.end();
+    assert.equal(b.levelMs(), 1500);
+    m.advance(10_000); // a caller reading stats long after the session ended
+    const s = b.snapshot();
+    assert.equal(s.levelMs, 1500, "the level is frozen at the end");
+    assert.equal(s.state, "playing");
+    assert.equal(s.stallCount, 0, "no stall after the end");
+    assert.equal(s.stallMs, 0);
+    b.add(500, 2);
+    assert.equal(b.snapshot().addedMs, 2000, "media after the end is not added");
+  });
+
   it("drains at the playback rate", () => {
     const m = manual();
     const b = createPlaybackBuffer({
