@@ -15,11 +15,15 @@
  *
  * Epoch rule: epochs order the notices of a stream (every committed handover
  * transition increments the stream's epoch). The client keeps the highest
- * epoch it has accepted and ignores any notice whose epoch is <= it: lower is
- * stale (an older transition arriving late, e.g. over a slower path), equal
- * is a duplicate (the same transition over NATS and Watch). So whichever path
- * delivers first wins and nothing goes backwards. Notices for another stream
- * are ignored. Chain notices are ordered the same way by `chain_version`.
+ * epoch it knows: of the notices it accepted, and the stream's current epoch
+ * that the coordinator reports with GetLatestNotice and the first Watch
+ * message (even when the stream has had no handover yet). It ignores any
+ * notice whose epoch is <= it: the notice it holds again is a duplicate (the
+ * same transition over NATS and Watch), anything else is stale (an older
+ * transition arriving late over a slower path, or a forged one). So whichever
+ * path delivers first wins, nothing goes backwards, and a client that has not
+ * seen a handover yet is not moved by an old notice. Notices for another
+ * stream are ignored. Chain notices are ordered the same way by `chain_version`.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -160,9 +164,12 @@ export interface UnderstudyClientOptions {
 export interface ClientStats {
   /** Handover notices accepted (emitted). */
   accepted: number;
-  /** Ignored: epoch lower than the highest accepted. */
+  /**
+   * Ignored as stale: epoch below `knownEpoch`, or equal to it but not the
+   * notice the client holds (late, or forged).
+   */
   stale: number;
-  /** Ignored: epoch equal to the highest accepted. */
+  /** Ignored: the notice the client holds, again (same epoch and handover). */
   duplicates: number;
   /** Ignored: notice for another stream. */
   foreign: number;
@@ -180,6 +187,12 @@ export interface ClientStats {
   transport: NoticeTransport | "none";
   /** Highest accepted epoch (0 before any). */
   highestEpoch: number;
+  /**
+   * The stream epoch the client knows: the highest of accepted notices and
+   * the stream epoch the coordinator reported (catch-up, Watch). A notice
+   * must be above it to be accepted (0 before any).
+   */
+  knownEpoch: number;
 }
 
 export interface EventStreamOptions {
@@ -271,10 +284,12 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
     fallbacks: 0,
     transport: "none",
     highestEpoch: 0,
+    knownEpoch: 0,
   };
   const stop = new AbortController();
   let closed = false;
-  let highestEpoch: bigint | undefined;
+  /** Epoch floor: highest accepted notice epoch or coordinator-reported stream epoch. */
+  let knownEpoch: bigint | undefined;
   let latest: HandoverNotice | undefined;
   let chainVersion: bigint | undefined;
   const queues = new Set<BoundedQueue<UnderstudyEvent>>();
@@ -299,16 +314,34 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
       stats.foreign++;
       return;
     }
-    if (highestEpoch !== undefined && notice.epoch <= highestEpoch) {
-      if (notice.epoch === highestEpoch) stats.duplicates++;
-      else stats.stale++;
+    if (knownEpoch !== undefined && notice.epoch <= knownEpoch) {
+      if (notice.epoch === latest?.epoch && notice.handoverId === latest.handoverId) {
+        stats.duplicates++;
+      } else {
+        stats.stale++;
+      }
       return;
     }
-    highestEpoch = notice.epoch;
+    knownEpoch = notice.epoch;
     latest = notice;
     stats.accepted++;
     stats.highestEpoch = Number(notice.epoch);
+    stats.knownEpoch = Number(notice.epoch);
     emit({ type: "handover", notice, receivedAtMs: clock.nowMs(), via });
+  };
+
+  /**
+   * The coordinator's word on the stream's current epoch (read together with
+   * the latest notice, which the caller accepts first): every later handover
+   * transition has a higher epoch, so anything at or below it that is not
+   * the notice we hold is stale, even before we have seen any handover.
+   */
+  const acceptStreamEpoch = (sid: string, epoch: bigint) => {
+    if (closed || sid !== streamId || epoch === 0n) return;
+    if (knownEpoch === undefined || epoch > knownEpoch) {
+      knownEpoch = epoch;
+      stats.knownEpoch = Number(epoch);
+    }
   };
 
   const acceptChain = (notice: ChainUpdateNotice) => {
@@ -341,6 +374,7 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
         { signal: stop.signal },
       );
       if (res.notice) acceptHandover(res.notice, "poll");
+      acceptStreamEpoch(streamId, res.streamEpoch);
     } catch (err) {
       if (closed) return;
       stats.catchUpFailures++;
@@ -370,10 +404,12 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
   /**
    * One WatchHandovers stream, until it ends, fails, or reaches
    * watchMaxDurationMs (then the caller reopens it; send_latest_first makes
-   * the reopen a catch-up). connect-node sends response headers with the
-   * first message, so a stream for a stream with no handover yet is silent:
-   * no "first byte" timeout is possible, and watchMaxDurationMs is what
-   * bounds a stream to a coordinator that went silent.
+   * the reopen a catch-up). With send_latest_first the coordinator answers at
+   * once (the stream's epoch, and its latest notice if any), but an older
+   * coordinator stays silent for a stream without handovers (connect-node
+   * sends headers with the first message): no "first byte" timeout is
+   * possible, and watchMaxDurationMs is what bounds a stream to a
+   * coordinator that went silent.
    */
   const watchOnce = async (signal: AbortSignal): Promise<{ ok: boolean; code?: Code }> => {
     const p = pool!;
@@ -394,6 +430,7 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
       );
       for await (const res of stream) {
         if (res.notice) acceptHandover(res.notice, "watch");
+        acceptStreamEpoch(res.streamId, res.streamEpoch);
       }
       return { ok: true };
     } catch (err) {
@@ -422,6 +459,7 @@ export function createUnderstudyClient(opts: UnderstudyClientOptions): Understud
         { signal },
       );
       if (res.notice) acceptHandover(res.notice, "poll");
+      acceptStreamEpoch(streamId, res.streamEpoch);
       return true;
     } catch (err) {
       if (!signal.aborted) onError(err, "poll GetLatestNotice");

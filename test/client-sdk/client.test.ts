@@ -106,6 +106,49 @@ describe("client-sdk: notice client", function () {
     assert.equal(s.highestEpoch, 6);
   });
 
+  it("takes the stream epoch from the catch-up as its baseline: an old or conflicting notice is stale before any handover", async () => {
+    // No handover yet; the stream is at epoch 10 (placement changes bump it too).
+    coord.setStreamEpoch(streamId, 10n);
+    const c = track(
+      createUnderstudyClient({ streamId, natsServers: [nats.url], coordinatorUrls: [coord.url] }),
+    );
+    const ev = c.events();
+    await waitFor(ev, (e) => e.type === "connection" && e.status === "connected");
+    await until(() => c.stats().knownEpoch === 10, 5000, "the catch-up's stream epoch");
+    assert.equal(c.latestNotice(), undefined);
+    await publish({ epoch: 1n, switchMsn: 5n }); // stale (forged, or very late)
+    pub.publish(
+      handoverSubject(streamId),
+      noticeBytes({ streamId, handoverId: "forged", epoch: 10n, fromOrigin, toOrigin }),
+    ); // the stream's own epoch, but no handover is at it
+    await pub.flush();
+    await publish({ epoch: 11n, switchMsn: 50n });
+    const next = await waitFor(ev, (e) => e.type === "handover");
+    assert.ok(next.type === "handover" && next.notice.epoch === 11n, "a stale notice leaked");
+    const s = c.stats();
+    assert.equal(s.stale, 2);
+    assert.equal(s.duplicates, 0);
+    assert.equal(s.accepted, 1);
+    assert.equal(s.knownEpoch, 11);
+  });
+
+  it("takes the baseline from the first Watch message too (NATS down, no handover yet)", async () => {
+    coord.setStreamEpoch(streamId, 8n);
+    const bus = createMemoryNoticeBus({ status: "reconnecting" });
+    const c = track(
+      createCoreClient({ streamId, bus, coordinatorUrls: [coord.url], fallbackAfterMs: 50 }),
+    );
+    const ev = c.events();
+    await until(() => coord.watchers() === 1, 5000, "the Watch fallback");
+    await until(() => c.stats().knownEpoch === 8, 5000, "the Watch baseline");
+    // An older transition arriving late over the same Watch.
+    coord.setLatest(notice({ streamId, epoch: 7n, fromOrigin, toOrigin, switchMsn: 3n }));
+    coord.setLatest(notice({ streamId, epoch: 9n, fromOrigin, toOrigin, switchMsn: 90n }));
+    const next = await waitFor(ev, (e) => e.type === "handover");
+    assert.ok(next.type === "handover" && next.notice.epoch === 9n && next.via === "watch");
+    assert.equal(c.stats().stale, 1);
+  });
+
   it("catches up with GetLatestNotice on start", async () => {
     coord.setLatest(notice({ streamId, epoch: 3n, fromOrigin, toOrigin, switchMsn: 40n }));
     const c = track(

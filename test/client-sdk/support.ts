@@ -38,6 +38,12 @@ export interface CoordinatorStub {
   readonly url: string;
   /** Sets the latest notice of its stream and pushes it to open watches. */
   setLatest(n: HandoverNotice): void;
+  /**
+   * Sets a stream's current epoch, answered as `stream_epoch` by
+   * GetLatestNotice and the send_latest_first Watch message (like the
+   * coordinator: also for a stream without a notice). Unset: 0 (an older coordinator).
+   */
+  setStreamEpoch(streamId: string, epoch: bigint): void;
   readonly calls: { getLatestNotice: number; watchHandovers: number; report: number };
   readonly reports: ClientReport[];
   /** Open WatchHandovers streams. */
@@ -59,6 +65,7 @@ export async function startCoordinatorStub(
   opts: CoordinatorStubOptions = {},
 ): Promise<CoordinatorStub> {
   const latest = new Map<string, HandoverNotice>();
+  const epochs = new Map<string, bigint>();
   const watches = new Set<(n: HandoverNotice) => void>();
   const calls = { getLatestNotice: 0, watchHandovers: 0, report: 0 };
   const reports: ClientReport[] = [];
@@ -79,7 +86,7 @@ export async function startCoordinatorStub(
           calls.getLatestNotice++;
           redirect();
           const n = latest.get(req.streamId);
-          return n ? { notice: n } : {};
+          return { ...(n ? { notice: n } : {}), streamEpoch: epochs.get(req.streamId) ?? 0n };
         },
         ...(opts.noWatch
           ? {}
@@ -87,21 +94,24 @@ export async function startCoordinatorStub(
               async *watchHandovers(req, ctx) {
                 calls.watchHandovers++;
                 redirect();
-                const queue: HandoverNotice[] = [];
+                const queue: { notice?: HandoverNotice; streamEpoch?: bigint }[] = [];
                 let wake: (() => void) | undefined;
                 const push = (n: HandoverNotice) => {
                   if (req.streamId && n.streamId !== req.streamId) return;
-                  queue.push(n);
+                  queue.push({ notice: n });
                   wake?.();
                 };
                 const first = latest.get(req.streamId);
-                if (req.sendLatestFirst && first) queue.push(first);
+                const epoch = epochs.get(req.streamId);
+                if (req.sendLatestFirst && (first || epoch)) {
+                  queue.push({ ...(first ? { notice: first } : {}), streamEpoch: epoch ?? 0n });
+                }
                 watches.add(push);
                 try {
                   while (!ctx.signal.aborted) {
-                    const n = queue.shift();
-                    if (n) {
-                      yield { notice: n };
+                    const m = queue.shift();
+                    if (m) {
+                      yield { ...m, streamId: req.streamId };
                       continue;
                     }
                     await new Promise<void>((resolve) => {
@@ -135,6 +145,9 @@ export async function startCoordinatorStub(
     setLatest(n) {
       latest.set(n.streamId, n);
       for (const w of watches) w(n);
+    },
+    setStreamEpoch(sid, epoch) {
+      epochs.set(sid, epoch);
     },
     calls,
     reports,

@@ -10,8 +10,11 @@ import {
   type HandoverService,
   type ListHandoversResponse,
   ListHandoversResponseSchema,
+  type WatchHandoversResponse,
+  WatchHandoversResponseSchema,
 } from "../../../proto/gen/understudy/api/v1/handover_service_pb.ts";
 import type { Handover } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
+import type { HandoverNotice } from "../../../proto/gen/understudy/notice/v1/notice_pb.ts";
 import { buildHandoverNotice, latestHandover } from "../act/notices.ts";
 import { isHandoverOpen } from "../fsm/fsm.ts";
 import type { ClusterHandle } from "./cluster-handle.ts";
@@ -73,34 +76,63 @@ export function createHandoverService(
     async getLatestNotice(req) {
       checkStream("stream_id", req.streamId);
       await cluster.readBarrier();
-      if (!cluster.fsm.stream(req.streamId)) throw notFound("stream", req.streamId);
+      const stream = cluster.fsm.stream(req.streamId);
+      if (!stream) throw notFound("stream", req.streamId);
       const h = latestHandover(cluster.fsm, req.streamId);
-      return h ? { notice: buildHandoverNotice(cluster.fsm, h, meta()) } : {};
+      return {
+        ...(h ? { notice: buildHandoverNotice(cluster.fsm, h, meta()) } : {}),
+        streamEpoch: stream.epoch,
+      };
     },
     async *watchHandovers(req, ctx) {
       if (req.streamId) checkStream("stream_id", req.streamId);
-      if (req.sendLatestFirst) {
-        await cluster.readBarrier();
-        const streams = req.streamId
-          ? [req.streamId]
-          : cluster.fsm.streams().map((s) => s.spec?.id ?? "");
-        for (const sid of streams) {
-          const h = latestHandover(cluster.fsm, sid);
-          if (h) yield { notice: buildHandoverNotice(cluster.fsm, h, meta()) };
-        }
-      }
-      for await (const ids of watchKeys(
+      if (req.sendLatestFirst) await cluster.readBarrier();
+      // Keys: "h:<handover id>" for a changed handover, "s:<stream id>" for a
+      // stream's latest state (send_latest_first). The latest state is read
+      // after subscribing, so nothing committed meanwhile is missed.
+      const seed = req.sendLatestFirst
+        ? () =>
+            (req.streamId
+              ? [req.streamId]
+              : cluster.fsm.streams().map((s) => s.spec?.id ?? "")
+            ).map((sid) => `s:${sid}`)
+        : undefined;
+      for await (const keys of watchKeys(
         (l) => cluster.fsm.onChange(l),
         (c) =>
           c.kind === "handover" && (!req.streamId || c.streamId === req.streamId)
-            ? c.id
+            ? `h:${c.id}`
             : undefined,
         ctx.signal,
+        seed,
       )) {
-        for (const id of ids) {
-          const h = cluster.fsm.handover(id);
-          if (h) yield { notice: buildHandoverNotice(cluster.fsm, h, meta()) };
+        const out: WatchHandoversResponse[] = [];
+        const live: HandoverNotice[] = [];
+        for (const key of keys) {
+          const id = key.slice(2);
+          if (key.startsWith("s:")) {
+            // The stream's latest notice and its epoch, read together.
+            const stream = cluster.fsm.stream(id);
+            if (!stream) continue;
+            const h = latestHandover(cluster.fsm, id);
+            out.push(
+              create(WatchHandoversResponseSchema, {
+                streamId: id,
+                streamEpoch: stream.epoch,
+                ...(h ? { notice: buildHandoverNotice(cluster.fsm, h, meta()) } : {}),
+              }),
+            );
+          } else {
+            const h = cluster.fsm.handover(id);
+            if (h) live.push(buildHandoverNotice(cluster.fsm, h, meta()));
+          }
         }
+        // Epoch order within a batch (per stream, epochs only grow).
+        live.sort((a, b) => (a.epoch < b.epoch ? -1 : a.epoch > b.epoch ? 1 : 0));
+        for (const n of live) {
+          out.push(create(WatchHandoversResponseSchema, { streamId: n.streamId, notice: n }));
+        }
+        for (const m of out) yield m;
       }
     },
     async startHandover(req) {

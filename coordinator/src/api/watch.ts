@@ -16,11 +16,16 @@ let activeWatchers = 0;
  * Yields batches of keys (from `keyOf`, undefined = not interesting) until the
  * signal aborts. Too many pending keys ends the stream with RESOURCE_EXHAUSTED
  * (the client re-watches and re-reads the current state).
+ *
+ * `seed` gives keys to yield first (e.g. "send the current state"). It is
+ * called right after subscribing, so a change applied while the first batch
+ * is read and sent is not lost: it comes again as a change.
  */
 export async function* watchKeys(
   subscribe: (listener: (changes: readonly FsmChange[]) => void) => () => void,
   keyOf: (c: FsmChange) => string | undefined,
   signal: AbortSignal,
+  seed?: () => Iterable<string>,
 ): AsyncGenerator<string[]> {
   if (activeWatchers >= watchersMax) {
     throw new ConnectError(
@@ -41,6 +46,7 @@ export async function* watchKeys(
     }
     if (pending.size > 0) wake?.();
   });
+  if (seed) for (const k of seed()) pending.add(k);
   const onAbort = () => wake?.();
   signal.addEventListener("abort", onAbort);
   try {

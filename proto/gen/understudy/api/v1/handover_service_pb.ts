@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/api/v1/handover_service.proto.
  */
 export const file_understudy_api_v1_handover_service: GenFile = /*@__PURE__*/
-  fileDesc("Cih1bmRlcnN0dWR5L2FwaS92MS9oYW5kb3Zlcl9zZXJ2aWNlLnByb3RvEhF1bmRlcnN0dWR5LmFwaS52MSJqChRMaXN0SGFuZG92ZXJzUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSGAoQaW5jbHVkZV9maW5pc2hlZBgCIAEoCBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJjChVMaXN0SGFuZG92ZXJzUmVzcG9uc2USMQoJaGFuZG92ZXJzGAEgAygLMh4udW5kZXJzdHVkeS5jb21tb24udjEuSGFuZG92ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIikKEkdldEhhbmRvdmVyUmVxdWVzdBITCgtoYW5kb3Zlcl9pZBgBIAEoCSJHChNHZXRIYW5kb3ZlclJlc3BvbnNlEjAKCGhhbmRvdmVyGAEgASgLMh4udW5kZXJzdHVkeS5jb21tb24udjEuSGFuZG92ZXIiRQoVV2F0Y2hIYW5kb3ZlcnNSZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRIZChFzZW5kX2xhdGVzdF9maXJzdBgCIAEoCCJOChZXYXRjaEhhbmRvdmVyc1Jlc3BvbnNlEjQKBm5vdGljZRgBIAEoCzIkLnVuZGVyc3R1ZHkubm90aWNlLnYxLkhhbmRvdmVyTm90aWNlIoEBChRTdGFydEhhbmRvdmVyUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSGQoRZnJvbV9jb21wb25lbnRfaWQYAiABKAkSFwoPdG9fY29tcG9uZW50X2lkGAMgASgJEg4KBnJlYXNvbhgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIkkKFVN0YXJ0SGFuZG92ZXJSZXNwb25zZRIwCghoYW5kb3ZlchgBIAEoCzIeLnVuZGVyc3R1ZHkuY29tbW9uLnYxLkhhbmRvdmVyIisKFkdldExhdGVzdE5vdGljZVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJIk8KF0dldExhdGVzdE5vdGljZVJlc3BvbnNlEjQKBm5vdGljZRgBIAEoCzIkLnVuZGVyc3R1ZHkubm90aWNlLnYxLkhhbmRvdmVyTm90aWNlMooECg9IYW5kb3ZlclNlcnZpY2USYgoNTGlzdEhhbmRvdmVycxInLnVuZGVyc3R1ZHkuYXBpLnYxLkxpc3RIYW5kb3ZlcnNSZXF1ZXN0GigudW5kZXJzdHVkeS5hcGkudjEuTGlzdEhhbmRvdmVyc1Jlc3BvbnNlElwKC0dldEhhbmRvdmVyEiUudW5kZXJzdHVkeS5hcGkudjEuR2V0SGFuZG92ZXJSZXF1ZXN0GiYudW5kZXJzdHVkeS5hcGkudjEuR2V0SGFuZG92ZXJSZXNwb25zZRJnCg5XYXRjaEhhbmRvdmVycxIoLnVuZGVyc3R1ZHkuYXBpLnYxLldhdGNoSGFuZG92ZXJzUmVxdWVzdBopLnVuZGVyc3R1ZHkuYXBpLnYxLldhdGNoSGFuZG92ZXJzUmVzcG9uc2UwARJiCg1TdGFydEhhbmRvdmVyEicudW5kZXJzdHVkeS5hcGkudjEuU3RhcnRIYW5kb3ZlclJlcXVlc3QaKC51bmRlcnN0dWR5LmFwaS52MS5TdGFydEhhbmRvdmVyUmVzcG9uc2USaAoPR2V0TGF0ZXN0Tm90aWNlEikudW5kZXJzdHVkeS5hcGkudjEuR2V0TGF0ZXN0Tm90aWNlUmVxdWVzdBoqLnVuZGVyc3R1ZHkuYXBpLnYxLkdldExhdGVzdE5vdGljZVJlc3BvbnNlYgZwcm90bzM", [file_understudy_common_v1_handover, file_understudy_notice_v1_notice]);
+  fileDesc("Cih1bmRlcnN0dWR5L2FwaS92MS9oYW5kb3Zlcl9zZXJ2aWNlLnByb3RvEhF1bmRlcnN0dWR5LmFwaS52MSJqChRMaXN0SGFuZG92ZXJzUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSGAoQaW5jbHVkZV9maW5pc2hlZBgCIAEoCBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJjChVMaXN0SGFuZG92ZXJzUmVzcG9uc2USMQoJaGFuZG92ZXJzGAEgAygLMh4udW5kZXJzdHVkeS5jb21tb24udjEuSGFuZG92ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIikKEkdldEhhbmRvdmVyUmVxdWVzdBITCgtoYW5kb3Zlcl9pZBgBIAEoCSJHChNHZXRIYW5kb3ZlclJlc3BvbnNlEjAKCGhhbmRvdmVyGAEgASgLMh4udW5kZXJzdHVkeS5jb21tb24udjEuSGFuZG92ZXIiRQoVV2F0Y2hIYW5kb3ZlcnNSZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRIZChFzZW5kX2xhdGVzdF9maXJzdBgCIAEoCCJ3ChZXYXRjaEhhbmRvdmVyc1Jlc3BvbnNlEjQKBm5vdGljZRgBIAEoCzIkLnVuZGVyc3R1ZHkubm90aWNlLnYxLkhhbmRvdmVyTm90aWNlEhQKDHN0cmVhbV9lcG9jaBgCIAEoBBIRCglzdHJlYW1faWQYAyABKAkigQEKFFN0YXJ0SGFuZG92ZXJSZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRIZChFmcm9tX2NvbXBvbmVudF9pZBgCIAEoCRIXCg90b19jb21wb25lbnRfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkiSQoVU3RhcnRIYW5kb3ZlclJlc3BvbnNlEjAKCGhhbmRvdmVyGAEgASgLMh4udW5kZXJzdHVkeS5jb21tb24udjEuSGFuZG92ZXIiKwoWR2V0TGF0ZXN0Tm90aWNlUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiZQoXR2V0TGF0ZXN0Tm90aWNlUmVzcG9uc2USNAoGbm90aWNlGAEgASgLMiQudW5kZXJzdHVkeS5ub3RpY2UudjEuSGFuZG92ZXJOb3RpY2USFAoMc3RyZWFtX2Vwb2NoGAIgASgEMooECg9IYW5kb3ZlclNlcnZpY2USYgoNTGlzdEhhbmRvdmVycxInLnVuZGVyc3R1ZHkuYXBpLnYxLkxpc3RIYW5kb3ZlcnNSZXF1ZXN0GigudW5kZXJzdHVkeS5hcGkudjEuTGlzdEhhbmRvdmVyc1Jlc3BvbnNlElwKC0dldEhhbmRvdmVyEiUudW5kZXJzdHVkeS5hcGkudjEuR2V0SGFuZG92ZXJSZXF1ZXN0GiYudW5kZXJzdHVkeS5hcGkudjEuR2V0SGFuZG92ZXJSZXNwb25zZRJnCg5XYXRjaEhhbmRvdmVycxIoLnVuZGVyc3R1ZHkuYXBpLnYxLldhdGNoSGFuZG92ZXJzUmVxdWVzdBopLnVuZGVyc3R1ZHkuYXBpLnYxLldhdGNoSGFuZG92ZXJzUmVzcG9uc2UwARJiCg1TdGFydEhhbmRvdmVyEicudW5kZXJzdHVkeS5hcGkudjEuU3RhcnRIYW5kb3ZlclJlcXVlc3QaKC51bmRlcnN0dWR5LmFwaS52MS5TdGFydEhhbmRvdmVyUmVzcG9uc2USaAoPR2V0TGF0ZXN0Tm90aWNlEikudW5kZXJzdHVkeS5hcGkudjEuR2V0TGF0ZXN0Tm90aWNlUmVxdWVzdBoqLnVuZGVyc3R1ZHkuYXBpLnYxLkdldExhdGVzdE5vdGljZVJlc3BvbnNlYgZwcm90bzM", [file_understudy_common_v1_handover, file_understudy_notice_v1_notice]);
 
 /**
  * Request for HandoverService.ListHandovers.
@@ -146,8 +146,9 @@ export type WatchHandoversRequest = Message<"understudy.api.v1.WatchHandoversReq
   streamId: string;
 
   /**
-   * First send the latest notice of each matching stream that has one (so a
-   * (re)connecting client catches up), then live notices.
+   * First send, for each matching stream, its latest notice (if it has had
+   * a handover) and its current epoch (so a (re)connecting client catches up
+   * and knows what is stale), then live notices.
    *
    * @generated from field: bool send_latest_first = 2;
    */
@@ -168,11 +169,30 @@ export const WatchHandoversRequestSchema: GenMessage<WatchHandoversRequest> = /*
  */
 export type WatchHandoversResponse = Message<"understudy.api.v1.WatchHandoversResponse"> & {
   /**
-   * The notice (identical to the NATS payload).
+   * The notice (identical to the NATS payload). Absent only in a
+   * send_latest_first message for a stream that has had no handover yet.
    *
    * @generated from field: understudy.notice.v1.HandoverNotice notice = 1;
    */
   notice?: HandoverNotice | undefined;
+
+  /**
+   * Set on the send_latest_first messages (one per matching stream, sent
+   * first, also for a stream without handovers): the stream's current epoch,
+   * as in GetLatestNoticeResponse.stream_epoch, read together with `notice`.
+   * 0 on live notices (a live message may be followed by notices of the
+   * same stream with lower epochs than the stream's, from other handovers).
+   *
+   * @generated from field: uint64 stream_epoch = 2;
+   */
+  streamEpoch: bigint;
+
+  /**
+   * The stream the message is about (always set).
+   *
+   * @generated from field: string stream_id = 3;
+   */
+  streamId: string;
 };
 
 /**
@@ -286,6 +306,17 @@ export type GetLatestNoticeResponse = Message<"understudy.api.v1.GetLatestNotice
    * @generated from field: understudy.notice.v1.HandoverNotice notice = 1;
    */
   notice?: HandoverNotice | undefined;
+
+  /**
+   * The stream's current epoch (Stream.epoch), read together with `notice`
+   * (>= notice.epoch). Every later handover transition of the stream commits
+   * at a higher epoch, so a client takes it as its baseline, also when
+   * `notice` is absent: a notice at or below it, other than `notice`, is
+   * stale (late or forged) and must be ignored.
+   *
+   * @generated from field: uint64 stream_epoch = 2;
+   */
+  streamEpoch: bigint;
 };
 
 /**

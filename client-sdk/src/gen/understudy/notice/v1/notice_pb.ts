@@ -9,8 +9,13 @@
 // <streamId> is StreamSpec.id ([a-z0-9-], so it is always a single NATS
 // token). Subscribers use `understudy.v1.handover.*` for all streams.
 //
-// Ordering: per stream, a receiver keeps the highest epoch it has acted on
-// and ignores notices with a lower epoch; an equal epoch is a duplicate.
+// Ordering: per stream, a receiver keeps the highest epoch it knows (of the
+// notices it accepted, and the stream epoch the coordinator reports with
+// GetLatestNotice / WatchHandovers) and ignores notices with a lower epoch;
+// an equal epoch is a duplicate of the notice it holds, or stale if it is
+// another one. Every handover transition commits at a higher stream epoch
+// than anything before it, so a receiver that knows the stream's epoch
+// ignores forged or late notices even before it has seen a handover.
 // Notices are published only after the command they describe committed.
 // Conventions are in understudy/common/v1/component.proto.
 
