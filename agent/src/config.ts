@@ -89,9 +89,18 @@ const componentSchema = s.object({
 const coordinatorSchema = s.object({
   /** Every coordinator node; the agent tries them in order and follows redirects to the leader. */
   addresses: s.array(s.hostPort(), { minItems: 1, maxItems: 16 }),
-  /** HTTP/2 PING period; a dead TCP path is noticed within keepaliveIntervalMs + keepaliveTimeoutMs. */
-  keepaliveIntervalMs: s.default(s.number({ min: 1000, max: 300_000, integer: true }), 10_000),
-  keepaliveTimeoutMs: s.default(s.number({ min: 500, max: 60_000, integer: true }), 5000),
+  /**
+   * HTTP/2 PING period on the open stream; a leader that hangs or drops off
+   * the network (no TCP error ever arrives) is noticed within
+   * keepaliveIntervalMs + keepaliveTimeoutMs, and that bounds how soon this
+   * agent re-streams to the new leader. The defaults (at most 2.5 s) re-stream
+   * well before the new leader's failure detector (3 s of grace after its
+   * election, then about 1 s of silence) would mark the component down. A
+   * leader whose event loop stalls past the timeout has lost its Raft
+   * leadership long before (election timeout 300–600 ms).
+   */
+  keepaliveIntervalMs: s.default(s.number({ min: 1000, max: 300_000, integer: true }), 1000),
+  keepaliveTimeoutMs: s.default(s.number({ min: 500, max: 60_000, integer: true }), 1500),
   backoffInitialMs: s.default(s.number({ min: 10, max: 60_000, integer: true }), 200),
   backoffMaxMs: s.default(s.number({ min: 100, max: 300_000, integer: true }), 10_000),
   /** A report not acknowledged within this long counts as lost for probe.loss_ratio. */

@@ -11,9 +11,12 @@
  *
  * Reconnects (a leader change must cost about one election, not a backoff
  * ladder):
- * - After a welcomed stream ends, the same address is tried first, after a
- *   short jittered backoff (reset by every Welcome): it either is the leader
- *   again, or redirects to the new one, or is gone.
+ * - After a welcomed stream ends, a short jittered backoff (reset by every
+ *   Welcome), then: if the leader is lost (connection broken, keepalive
+ *   timed out, leadership lost) the next configured address, which is the
+ *   new leader or redirects to it; the lost one counts as failed in the
+ *   round (a hung leader would eat a whole Hello timeout). If the leader
+ *   refused the stream while leading (e.g. ABORTED), the same address again.
  * - A Redirect with a leader address is followed at once, at most
  *   `redirectHopsMax` times in a row.
  * - An unreachable coordinator (or one that does not answer Hello within
@@ -119,7 +122,18 @@ type StreamOutcome =
       retryAfterMs: number;
       reason: string;
     }
-  | { kind: "ended"; leaderId: string; reason: string }
+  | {
+      kind: "ended";
+      leaderId: string;
+      reason: string;
+      /**
+       * The leader is gone for this agent (connection lost, keepalive timed
+       * out, leadership lost): look elsewhere. False when the leader itself
+       * refused the stream (e.g. ABORTED: replaced by a newer stream), which
+       * says it is up and leading.
+       */
+      leaderLost: boolean;
+    }
   | {
       kind: "failed";
       reason: string;
@@ -140,13 +154,18 @@ const defaultSleep = (ms: number, signal: AbortSignal) =>
   });
 
 /**
- * A gRPC status the coordinator itself sent to refuse the stream (e.g.
- * ALREADY_EXISTS, INVALID_ARGUMENT), as opposed to UNAVAILABLE / DEADLINE_EXCEEDED /
- * CANCELLED, which also stand for "could not reach it".
+ * gRPC codes by which a coordinator refuses a stream while being up (and,
+ * for a welcomed stream, leading): INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+ * PERMISSION_DENIED, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, ABORTED,
+ * OUT_OF_RANGE, UNIMPLEMENTED, UNAUTHENTICATED. The rest (UNAVAILABLE,
+ * DEADLINE_EXCEEDED, CANCELLED, UNKNOWN, INTERNAL, DATA_LOSS) also stand for
+ * a connection that broke or a node that could not be reached.
  */
+const refusalCodes = new Set([3, 5, 6, 7, 8, 9, 10, 11, 12, 16]);
+
 function refusedByPeer(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === "number" && code !== 14 && code !== 4 && code !== 1;
+  return typeof code === "number" && refusalCodes.has(code);
 }
 
 /** Live reports awaiting an ack that are tracked for RTT/loss; older ones count as lost. */
@@ -283,7 +302,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       });
       if (first === "stopped") {
         stream.cancel();
-        return { kind: "ended", leaderId: "", reason: "agent stopping" };
+        return { kind: "ended", leaderId: "", reason: "agent stopping", leaderLost: false };
       }
       if (first === "timeout") {
         stream.cancel();
@@ -326,6 +345,7 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
           kind: "ended",
           leaderId: welcome.leaderId,
           reason: "coordinator ended the stream",
+          leaderLost: true,
         };
       } finally {
         if (current === stream) current = undefined;
@@ -333,9 +353,10 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
       }
     } catch (err) {
       stream.cancel();
+      const refused = refusedByPeer(err);
       return welcomed
-        ? { kind: "ended", leaderId, reason: errorMessage(err) }
-        : { kind: "failed", reason: errorMessage(err), answered: refusedByPeer(err) };
+        ? { kind: "ended", leaderId, reason: errorMessage(err), leaderLost: !refused }
+        : { kind: "failed", reason: errorMessage(err), answered: refused };
     }
   };
 
@@ -435,9 +456,19 @@ export function createAgentConnection(opts: ConnectionOptions): AgentConnection 
             : opts.backoff.nextDelayMs();
       } else if (outcome.kind === "ended") {
         hops = 0;
-        retrySame = addr;
-        if (outcome.leaderId !== "") lostLeaderId = outcome.leaderId;
         delayMs = opts.backoff.nextDelayMs();
+        if (outcome.leaderLost) {
+          // Ask the next coordinator: it is the new leader, or redirects to
+          // it, or holds the Hello until the election settles. The old address
+          // waits for the next round (a hung leader would eat a whole Hello
+          // timeout).
+          if (outcome.leaderId !== "") lostLeaderId = outcome.leaderId;
+          failedInRound.add(addr);
+          const at = addresses.indexOf(addr);
+          if (at >= 0) index = (at + 1) % addresses.length;
+        } else {
+          retrySame = addr;
+        }
         logger.warn("coordinator stream ended", {
           address: addr,
           reason: outcome.reason,

@@ -5,10 +5,16 @@
  * Outgoing messages are written as already-encoded bytes: reports sit encoded
  * in the replay buffer, so the call's serializer is the identity rather than
  * the typed `send()` of the shared client, which would need a decode and an
- * encode per report. Channels are kept per address (grpc-js reconnects them
- * itself); their reconnect backoff follows the agent's own bounds instead of
- * grpc-js's default of up to 120 s, so a restarted coordinator is found again
- * within `backoffMaxMs`.
+ * encode per report.
+ *
+ * One channel (one HTTP/2 connection) per stream, closed when the stream
+ * ends. The agent has one stream at a time and opens a new one only after a
+ * failure or redirect, so reuse would save little, while a kept channel
+ * carries grpc-js's reconnect-backoff state into the next attempt and keeps
+ * pinging an idle follower. HTTP/2 keepalive pings on the stream's own
+ * connection are how the agent notices a leader that hangs or drops off the
+ * network (no TCP error ever comes): within keepaliveIntervalMs +
+ * keepaliveTimeoutMs.
  */
 import type * as grpc from "@grpc/grpc-js";
 import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
@@ -42,45 +48,39 @@ export interface GrpcAgentTransportOptions {
   maxReceiveMessageBytes?: number;
 }
 
-/** Channels kept at most (configured coordinators plus redirect targets); the oldest is closed. */
-const channelsMax = 32;
 const connectPath = `/${AgentService.typeName}/${AgentService.method.connect.name}`;
 
 export function createGrpcAgentTransport(opts: GrpcAgentTransportOptions): AgentTransport {
-  const clients = new Map<string, GrpcClient<typeof AgentService>>();
-  const clientFor = (address: string) => {
-    let c = clients.get(address);
-    if (!c) {
-      c = createGrpcClient(AgentService, address, {
+  /** Channels of streams still open (at most one in normal operation). */
+  const open = new Set<GrpcClient<typeof AgentService>>();
+  return {
+    connect(address) {
+      const client = createGrpcClient(AgentService, address, {
         keepaliveMs: opts.keepaliveIntervalMs,
         keepaliveTimeoutMs: opts.keepaliveTimeoutMs,
         maxReceiveMessageBytes: opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
         channelOptions: {
           "grpc.initial_reconnect_backoff_ms": opts.backoffInitialMs,
           "grpc.max_reconnect_backoff_ms": opts.backoffMaxMs,
+          // Pings only while the stream is open; the channel dies with it.
+          "grpc.keepalive_permit_without_calls": 0,
         },
       });
-      clients.set(address, c);
-      if (clients.size > channelsMax) {
-        const [oldest, oc] = clients.entries().next().value!;
-        clients.delete(oldest);
-        oc.close();
-      }
-    }
-    return c;
-  };
-  return {
-    connect(address) {
-      const call: grpc.ClientDuplexStream<Uint8Array, CoordinatorMessage> = clientFor(
-        address,
-      ).raw.makeBidiStreamRequest(
-        connectPath,
-        (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-        (b: Buffer) => decodeCoordinatorMessage(b),
-      );
+      open.add(client);
+      const call: grpc.ClientDuplexStream<Uint8Array, CoordinatorMessage> =
+        client.raw.makeBidiStreamRequest(
+          connectPath,
+          (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+          (b: Buffer) => decodeCoordinatorMessage(b),
+        );
       // Errors surface through the async iterator; this listener only keeps an
       // 'error' emitted while nobody iterates from crashing the process.
       call.on("error", () => {});
+      // Every call emits 'status' exactly once, however it ends.
+      call.once("status", () => {
+        open.delete(client);
+        client.close();
+      });
       return {
         write: (bytes) => call.write(bytes),
         waitDrain: () =>
@@ -100,8 +100,8 @@ export function createGrpcAgentTransport(opts: GrpcAgentTransportOptions): Agent
       };
     },
     close() {
-      for (const c of clients.values()) c.close();
-      clients.clear();
+      for (const c of open) c.close();
+      open.clear();
     },
   };
 }

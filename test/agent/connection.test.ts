@@ -26,6 +26,7 @@ import {
   parseAgentConfig,
 } from "../../agent/src/index.ts";
 import { systemClock } from "../../common/clock.ts";
+import { Code } from "../../common/errors.ts";
 import { createLogger, type Logger, silentLogger } from "../../common/log.ts";
 import { createRng } from "../../common/rng.ts";
 import { DirectiveKind, ProbeKind } from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
@@ -310,8 +311,9 @@ describe("agent stream (real gRPC coordinator)", function () {
     assert.ok(tookMs < 500, `welcomed ${Math.round(tookMs)} ms after start, past 2 dead nodes`);
     assert.equal(a.stats().connection.failures, 2);
 
-    // Now every address fails: after the ended stream's wait, one round of
-    // three quick failures, then the round's backoff wait (>= 1000 ms).
+    // Now every address fails: the lost leader counts as failed in the round
+    // already, so after the ended stream's wait come two quick failures (the
+    // dead ones), then the round's backoff wait (>= 1000 ms).
     const failuresBefore = a.stats().connection.failures;
     await leader.close();
     await leader.waitFor(
@@ -320,7 +322,7 @@ describe("agent stream (real gRPC coordinator)", function () {
       3000,
     );
     await sleep(400);
-    assert.equal(a.stats().connection.failures - failuresBefore, 3, "one round, then a wait");
+    assert.equal(a.stats().connection.failures - failuresBefore, 2, "one round, then a wait");
   });
 
   it("attempts against unreachable coordinators leave nothing behind (no listener leak over days of retries)", async () => {
@@ -369,6 +371,22 @@ describe("agent stream (real gRPC coordinator)", function () {
     assert.equal(conn.stats().failures >= 200, true);
   });
 
+  it("a stream the leader refuses while leading (ABORTED) is retried there; a lost leader sends the agent to the next node", async () => {
+    const first = await stub({ leaderId: "c1" });
+    const second = await stub({ leaderId: "c2", term: 2n });
+    const a = await agent([first.address, second.address]);
+    await first.waitFor("reports", () => receivedSeqs(first.state, a.instanceId).length >= 3);
+    first.endStreams(Code.Aborted);
+    await first.waitFor("back at the same node", () => first.state.hellos.length >= 2);
+    assert.equal(first.state.hellos[1]?.lostLeaderId, "", "it is up and leading: nothing lost");
+    assert.equal(second.state.hellos.length, 0);
+    await first.waitFor("streaming again", () => first.openStreams === 1);
+    first.endStreams(Code.Unavailable);
+    await second.waitFor("at the next node", () => second.state.hellos.length >= 1);
+    assert.equal(second.state.hellos[0]?.lostLeaderId, "c1");
+    assert.equal(first.state.hellos.length, 2, "the lost leader was not asked first");
+  });
+
   it("Hello names the lost leader (ended stream, or unreachable redirect target) until the next Welcome", async () => {
     const old = await stub({ leaderId: "c1" });
     const oldAddress = old.address;
@@ -387,12 +405,19 @@ describe("agent stream (real gRPC coordinator)", function () {
     assert.equal(follower.state.hellos[0]?.lostLeaderId, "c1");
     assert.equal(next.state.hellos[0]?.lostLeaderId, "c1");
     const connects = a.stats().connection.connects;
+    const followerHellos = follower.state.hellos.length;
     next.endStreams();
     await next.waitFor(
       "welcomed again",
       () => a.stats().connection.connects > connects && next.state.hellos.length >= 2,
     );
-    assert.equal(next.state.hellos.at(-1)?.lostLeaderId, "c2", "the leader whose stream ended");
+    // Leadership lost: the agent looks elsewhere first (old is dead, the
+    // follower is asked next), naming the leader whose stream ended.
+    assert.equal(
+      follower.state.hellos[followerHellos]?.lostLeaderId,
+      "c2",
+      "the leader whose stream ended",
+    );
     await settle(next, a);
     const got = next.state.received.get(a.instanceId)!;
     assert.deepEqual(
