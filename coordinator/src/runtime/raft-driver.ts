@@ -162,6 +162,26 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
   const confProposals = new Map<number, PendingProposal>();
   const reads = new Map<number, PendingRead>();
   let readCtx = 0;
+  let ticks = 0;
+  /**
+   * A follower forwards a read to the leader it knows. If that leader has
+   * just died (or the message was lost), nothing ever answers, and a read
+   * issued during an election waited out its whole timeout (5 s) although a
+   * new leader was there after ~0.5 s: chain watches of the encoders, for
+   * one, then missed a handover's epoch change and their pushes were fenced
+   * off. Like etcd's read loop (readIndexRetryTime), reads not yet confirmed
+   * are asked again when a leader becomes known and every election timeout.
+   * A duplicate answer is harmless (the first one settles the read).
+   */
+  const retryReads = () => {
+    if (stopped) return;
+    let asked = false;
+    for (const [ctx, r] of reads) {
+      // No leader known: the next leader change or period asks again.
+      if (r.index === 0 && node.readIndex(ctx).ok) asked = true;
+    }
+    if (asked) pump();
+  };
   const clients = new Map<string, { address: string; client: GrpcClient<typeof pb.RaftService> }>();
 
   // ---------- receiving side ----------
@@ -372,6 +392,8 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
       confProposals.clear();
     }
     if (changed) for (const l of leaderListeners) l(info);
+    // Outside this Ready's processing: the retry is a new step of the node.
+    if (changed && info.leaderId !== "" && reads.size > 0) queueMicrotask(retryReads);
   };
 
   const applyEntries = (rd: Ready) => {
@@ -538,6 +560,7 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     start() {
       ticker = setInterval(() => {
         node.tick();
+        if (++ticks % opts.electionTicks === 0 && reads.size > 0) retryReads();
         pump();
       }, opts.tickMs);
       pump();
