@@ -16,7 +16,7 @@ import { createUnderstudyClient, type NoticeVia, type UnderstudyClientOptions } 
 import { type Clock, systemClock } from "./clock.ts";
 import type { NatsConnectionLike } from "./nats-bus.ts";
 import type { PlatformProbe } from "./platform.ts";
-import { createPlayerSession, type PlayerSessionOptions } from "./player.ts";
+import { createPlayerSession, type PlayerEvent, type PlayerSessionOptions } from "./player.ts";
 import { createClientReporter } from "./reporter.ts";
 
 export const viewersCountMax = 20_000;
@@ -45,6 +45,8 @@ export interface ViewersOptions {
   reportIntervalMs?: number;
   platform?: PlatformProbe;
   alternateOrigins?: readonly string[];
+  /** Every player event of viewer `index` (switches, stalls, skips, errors), e.g. for a log. */
+  onPlayerEvent?: (index: number, ev: PlayerEvent) => void;
   /** Extra player options (timeouts, buffer targets, ...). */
   player?: Partial<Omit<PlayerSessionOptions, "streamId" | "originUrl" | "client">>;
   /** Extra client options (fallback, timeouts, ...). */
@@ -177,6 +179,7 @@ export async function runViewers(opts: ViewersOptions): Promise<ViewersReport> {
       ...opts.player,
       onEvent: (ev) => {
         if (ev.type === "error") addError(ev.message);
+        opts.onPlayerEvent?.(index, ev);
         opts.player?.onEvent?.(ev);
       },
     });
