@@ -21,8 +21,9 @@ export class StorageCorruptionError extends Error {
     const where = offset === undefined ? file : `${file} at byte offset ${offset}`;
     super(
       `storage corruption in ${where}: ${detail}; the node refuses to start because continuing could ` +
-        "lose acknowledged Raft state (restore the data directory from a backup or re-seed this member " +
-        "from its peers; `understudy coordinator --check-data` lists what is damaged)",
+        "lose acknowledged Raft state (replace this member: RemoveMember it, discard its data directory " +
+        "and join a node with a new id, which catches up from its peers; `understudy coordinator " +
+        "--check-data` lists what is damaged)",
     );
   }
 }
