@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Stream, StreamSpec } from "../../common/v1/stream_pb.ts";
+import type { SegmentScheduleEntry, Stream, StreamSpec } from "../../common/v1/stream_pb.ts";
 import { file_understudy_common_v1_stream } from "../../common/v1/stream_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/api/v1/stream_service.proto.
  */
 export const file_understudy_api_v1_stream_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZ1bmRlcnN0dWR5L2FwaS92MS9zdHJlYW1fc2VydmljZS5wcm90bxIRdW5kZXJzdHVkeS5hcGkudjEiWQoTQ3JlYXRlU3RyZWFtUmVxdWVzdBIuCgRzcGVjGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxISCgpyZXF1ZXN0X2lkGAIgASgJIkQKFENyZWF0ZVN0cmVhbVJlc3BvbnNlEiwKBnN0cmVhbRgBIAEoCzIcLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlN0cmVhbSJzChNVcGRhdGVTdHJlYW1SZXF1ZXN0Ei4KBHNwZWMYASABKAsyIC51bmRlcnN0dWR5LmNvbW1vbi52MS5TdHJlYW1TcGVjEhgKEGV4cGVjdGVkX3ZlcnNpb24YAiABKAQSEgoKcmVxdWVzdF9pZBgDIAEoCSJEChRVcGRhdGVTdHJlYW1SZXNwb25zZRIsCgZzdHJlYW0YASABKAsyHC51bmRlcnN0dWR5LmNvbW1vbi52MS5TdHJlYW0iVgoTRGVsZXRlU3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBBISCgpyZXF1ZXN0X2lkGAMgASgJIhYKFERlbGV0ZVN0cmVhbVJlc3BvbnNlIjcKEEdldFN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEhAKCHN0YWxlX29rGAIgASgIInMKEUdldFN0cmVhbVJlc3BvbnNlEiwKBnN0cmVhbRgBIAEoCzIcLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlN0cmVhbRIZChFzZXJ2ZWRfYnlfbm9kZV9pZBgCIAEoCRIVCg1hcHBsaWVkX2luZGV4GAMgASgEIk0KEkxpc3RTdHJlYW1zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIQCghzdGFsZV9vaxgDIAEoCCJdChNMaXN0U3RyZWFtc1Jlc3BvbnNlEi0KB3N0cmVhbXMYASADKAsyHC51bmRlcnN0dWR5LmNvbW1vbi52MS5TdHJlYW0SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMugDCg1TdHJlYW1TZXJ2aWNlEl8KDENyZWF0ZVN0cmVhbRImLnVuZGVyc3R1ZHkuYXBpLnYxLkNyZWF0ZVN0cmVhbVJlcXVlc3QaJy51bmRlcnN0dWR5LmFwaS52MS5DcmVhdGVTdHJlYW1SZXNwb25zZRJfCgxVcGRhdGVTdHJlYW0SJi51bmRlcnN0dWR5LmFwaS52MS5VcGRhdGVTdHJlYW1SZXF1ZXN0GicudW5kZXJzdHVkeS5hcGkudjEuVXBkYXRlU3RyZWFtUmVzcG9uc2USXwoMRGVsZXRlU3RyZWFtEiYudW5kZXJzdHVkeS5hcGkudjEuRGVsZXRlU3RyZWFtUmVxdWVzdBonLnVuZGVyc3R1ZHkuYXBpLnYxLkRlbGV0ZVN0cmVhbVJlc3BvbnNlElYKCUdldFN0cmVhbRIjLnVuZGVyc3R1ZHkuYXBpLnYxLkdldFN0cmVhbVJlcXVlc3QaJC51bmRlcnN0dWR5LmFwaS52MS5HZXRTdHJlYW1SZXNwb25zZRJcCgtMaXN0U3RyZWFtcxIlLnVuZGVyc3R1ZHkuYXBpLnYxLkxpc3RTdHJlYW1zUmVxdWVzdBomLnVuZGVyc3R1ZHkuYXBpLnYxLkxpc3RTdHJlYW1zUmVzcG9uc2ViBnByb3RvMw", [file_understudy_common_v1_stream]);
+  fileDesc("CiZ1bmRlcnN0dWR5L2FwaS92MS9zdHJlYW1fc2VydmljZS5wcm90bxIRdW5kZXJzdHVkeS5hcGkudjEiWQoTQ3JlYXRlU3RyZWFtUmVxdWVzdBIuCgRzcGVjGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxISCgpyZXF1ZXN0X2lkGAIgASgJIkQKFENyZWF0ZVN0cmVhbVJlc3BvbnNlEiwKBnN0cmVhbRgBIAEoCzIcLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlN0cmVhbSJzChNVcGRhdGVTdHJlYW1SZXF1ZXN0Ei4KBHNwZWMYASABKAsyIC51bmRlcnN0dWR5LmNvbW1vbi52MS5TdHJlYW1TcGVjEhgKEGV4cGVjdGVkX3ZlcnNpb24YAiABKAQSEgoKcmVxdWVzdF9pZBgDIAEoCSJEChRVcGRhdGVTdHJlYW1SZXNwb25zZRIsCgZzdHJlYW0YASABKAsyHC51bmRlcnN0dWR5LmNvbW1vbi52MS5TdHJlYW0iVgoTRGVsZXRlU3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBBISCgpyZXF1ZXN0X2lkGAMgASgJIhYKFERlbGV0ZVN0cmVhbVJlc3BvbnNlIjcKEEdldFN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEhAKCHN0YWxlX29rGAIgASgIIrcBChFHZXRTdHJlYW1SZXNwb25zZRIsCgZzdHJlYW0YASABKAsyHC51bmRlcnN0dWR5LmNvbW1vbi52MS5TdHJlYW0SGQoRc2VydmVkX2J5X25vZGVfaWQYAiABKAkSFQoNYXBwbGllZF9pbmRleBgDIAEoBBJCChNzZWdtZW50X2dyYW51bGFyaXR5GAQgASgLMiUudW5kZXJzdHVkeS5hcGkudjEuU2VnbWVudEdyYW51bGFyaXR5It0BChJTZWdtZW50R3JhbnVsYXJpdHkSFQoNY3VycmVudF9zaGFyZBgBIAEoAxI7CgdjdXJyZW50GAIgASgLMioudW5kZXJzdHVkeS5jb21tb24udjEuU2VnbWVudFNjaGVkdWxlRW50cnkSOAoEbmV4dBgDIAEoCzIqLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlNlZ21lbnRTY2hlZHVsZUVudHJ5Eh4KFm5leHRfZWZmZWN0aXZlX3VuaXhfbXMYBCABKAMSGQoRdGFyZ2V0X2R1cmF0aW9uX3MYBSABKA0iTQoSTGlzdFN0cmVhbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHN0YWxlX29rGAMgASgIIl0KE0xpc3RTdHJlYW1zUmVzcG9uc2USLQoHc3RyZWFtcxgBIAMoCzIcLnVuZGVyc3R1ZHkuY29tbW9uLnYxLlN0cmVhbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky6AMKDVN0cmVhbVNlcnZpY2USXwoMQ3JlYXRlU3RyZWFtEiYudW5kZXJzdHVkeS5hcGkudjEuQ3JlYXRlU3RyZWFtUmVxdWVzdBonLnVuZGVyc3R1ZHkuYXBpLnYxLkNyZWF0ZVN0cmVhbVJlc3BvbnNlEl8KDFVwZGF0ZVN0cmVhbRImLnVuZGVyc3R1ZHkuYXBpLnYxLlVwZGF0ZVN0cmVhbVJlcXVlc3QaJy51bmRlcnN0dWR5LmFwaS52MS5VcGRhdGVTdHJlYW1SZXNwb25zZRJfCgxEZWxldGVTdHJlYW0SJi51bmRlcnN0dWR5LmFwaS52MS5EZWxldGVTdHJlYW1SZXF1ZXN0GicudW5kZXJzdHVkeS5hcGkudjEuRGVsZXRlU3RyZWFtUmVzcG9uc2USVgoJR2V0U3RyZWFtEiMudW5kZXJzdHVkeS5hcGkudjEuR2V0U3RyZWFtUmVxdWVzdBokLnVuZGVyc3R1ZHkuYXBpLnYxLkdldFN0cmVhbVJlc3BvbnNlElwKC0xpc3RTdHJlYW1zEiUudW5kZXJzdHVkeS5hcGkudjEuTGlzdFN0cmVhbXNSZXF1ZXN0GiYudW5kZXJzdHVkeS5hcGkudjEuTGlzdFN0cmVhbXNSZXNwb25zZWIGcHJvdG8z", [file_understudy_common_v1_stream]);
 
 /**
  * Request for StreamService.CreateStream.
@@ -227,6 +227,14 @@ export type GetStreamResponse = Message<"understudy.api.v1.GetStreamResponse"> &
    * @generated from field: uint64 applied_index = 3;
    */
   appliedIndex: bigint;
+
+  /**
+   * The segment duration in force and the next committed change, read from
+   * stream.segment_schedule at the serving node's clock.
+   *
+   * @generated from field: understudy.api.v1.SegmentGranularity segment_granularity = 4;
+   */
+  segmentGranularity?: SegmentGranularity | undefined;
 };
 
 /**
@@ -235,6 +243,59 @@ export type GetStreamResponse = Message<"understudy.api.v1.GetStreamResponse"> &
  */
 export const GetStreamResponseSchema: GenMessage<GetStreamResponse> = /*@__PURE__*/
   messageDesc(file_understudy_api_v1_stream_service, 7);
+
+/**
+ * Where a stream's segment schedule stands now (see
+ * understudy.common.v1.Stream.segment_schedule).
+ *
+ * @generated from message understudy.api.v1.SegmentGranularity
+ */
+export type SegmentGranularity = Message<"understudy.api.v1.SegmentGranularity"> & {
+  /**
+   * Shard in production at the serving node's clock: floor((now - timeline
+   * origin) / shard_duration_ms); negative before the origin.
+   *
+   * @generated from field: int64 current_shard = 1;
+   */
+  currentShard: bigint;
+
+  /**
+   * The entry in force for current_shard (the first entry before the origin).
+   *
+   * @generated from field: understudy.common.v1.SegmentScheduleEntry current = 2;
+   */
+  current?: SegmentScheduleEntry | undefined;
+
+  /**
+   * The next committed change (since_shard > current_shard); absent if none.
+   *
+   * @generated from field: understudy.common.v1.SegmentScheduleEntry next = 3;
+   */
+  next?: SegmentScheduleEntry | undefined;
+
+  /**
+   * Wall time at which `next` takes effect: timeline origin +
+   * next.since_shard × shard_duration_ms. 0 when there is no next change.
+   *
+   * @generated from field: int64 next_effective_unix_ms = 4;
+   */
+  nextEffectiveUnixMs: bigint;
+
+  /**
+   * EXT-X-TARGETDURATION of the stream's HLS playlists, fixed for its life:
+   * ceil(segment_duration_max_ms / 1000).
+   *
+   * @generated from field: uint32 target_duration_s = 5;
+   */
+  targetDurationS: number;
+};
+
+/**
+ * Describes the message understudy.api.v1.SegmentGranularity.
+ * Use `create(SegmentGranularitySchema)` to create a new message.
+ */
+export const SegmentGranularitySchema: GenMessage<SegmentGranularity> = /*@__PURE__*/
+  messageDesc(file_understudy_api_v1_stream_service, 8);
 
 /**
  * Request for StreamService.ListStreams.
@@ -269,7 +330,7 @@ export type ListStreamsRequest = Message<"understudy.api.v1.ListStreamsRequest">
  * Use `create(ListStreamsRequestSchema)` to create a new message.
  */
 export const ListStreamsRequestSchema: GenMessage<ListStreamsRequest> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_stream_service, 8);
+  messageDesc(file_understudy_api_v1_stream_service, 9);
 
 /**
  * Answer of StreamService.ListStreams.
@@ -297,7 +358,7 @@ export type ListStreamsResponse = Message<"understudy.api.v1.ListStreamsResponse
  * Use `create(ListStreamsResponseSchema)` to create a new message.
  */
 export const ListStreamsResponseSchema: GenMessage<ListStreamsResponse> = /*@__PURE__*/
-  messageDesc(file_understudy_api_v1_stream_service, 9);
+  messageDesc(file_understudy_api_v1_stream_service, 10);
 
 /**
  * Create, change, read and delete live streams.

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/common/v1/stream.proto.
  */
 export const file_understudy_common_v1_stream: GenFile = /*@__PURE__*/
-  fileDesc("CiF1bmRlcnN0dWR5L2NvbW1vbi92MS9zdHJlYW0ucHJvdG8SFHVuZGVyc3R1ZHkuY29tbW9uLnYxIoUBCglSZW5kaXRpb24SCgoCaWQYASABKAkSFQoNYmFuZHdpZHRoX2JwcxgCIAEoBBINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SEgoKZnJhbWVfcmF0ZRgFIAEoARIOCgZjb2RlY3MYBiABKAkSEgoKYXVkaW9fb25seRgHIAEoCCKPAQoNU2VnbWVudFBvbGljeRIiChpzZWdtZW50X2R1cmF0aW9uX3RhcmdldF9tcxgBIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21pbl9tcxgCIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21heF9tcxgDIAEoDRIYChBwYXJ0X2R1cmF0aW9uX21zGAQgASgNIlcKCVBsYWNlbWVudBIXCg9hbGxvd2VkX3JlZ2lvbnMYASADKAkSFQoNYWxsb3dlZF96b25lcxgCIAMoCRIaChJ6b25lX2FudGlfYWZmaW5pdHkYAyABKAgi5QIKClN0cmVhbVNwZWMSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKCnJlbmRpdGlvbnMYAyADKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5SZW5kaXRpb24SGQoRc2hhcmRfZHVyYXRpb25fbXMYBCABKA0SOwoOc2VnbWVudF9wb2xpY3kYBSABKAsyIy51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50UG9saWN5EhoKEnJlcGxpY2F0aW9uX2ZhY3RvchgGIAEoDRI3CgxsYXRlbmN5X21vZGUYByABKA4yIS51bmRlcnN0dWR5LmNvbW1vbi52MS5MYXRlbmN5TW9kZRIyCglwbGFjZW1lbnQYCCABKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5QbGFjZW1lbnQSHwoXdGltZWxpbmVfb3JpZ2luX3VuaXhfbXMYCSABKAMi1gEKBlN0cmVhbRIuCgRzcGVjGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxIPCgd2ZXJzaW9uGAIgASgEEg0KBWVwb2NoGAMgASgEEhcKD2NyZWF0ZWRfdW5peF9tcxgEIAEoAxIXCg91cGRhdGVkX3VuaXhfbXMYBSABKAMSMgoGc3RhdHVzGAYgASgOMiIudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3RhdHVzEhYKDnN0YXR1c19tZXNzYWdlGAcgASgJKmQKC0xhdGVuY3lNb2RlEhwKGExBVEVOQ1lfTU9ERV9VTlNQRUNJRklFRBAAEhwKGExBVEVOQ1lfTU9ERV9MT1dfTEFURU5DWRABEhkKFUxBVEVOQ1lfTU9ERV9TVEFOREFSRBACKpoBCgxTdHJlYW1TdGF0dXMSHQoZU1RSRUFNX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVNUUkVBTV9TVEFUVVNfUEVORElORxABEhgKFFNUUkVBTV9TVEFUVVNfQUNUSVZFEAISGgoWU1RSRUFNX1NUQVRVU19ERUdSQURFRBADEhoKFlNUUkVBTV9TVEFUVVNfREVMRVRJTkcQBGIGcHJvdG8z");
+  fileDesc("CiF1bmRlcnN0dWR5L2NvbW1vbi92MS9zdHJlYW0ucHJvdG8SFHVuZGVyc3R1ZHkuY29tbW9uLnYxIoUBCglSZW5kaXRpb24SCgoCaWQYASABKAkSFQoNYmFuZHdpZHRoX2JwcxgCIAEoBBINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SEgoKZnJhbWVfcmF0ZRgFIAEoARIOCgZjb2RlY3MYBiABKAkSEgoKYXVkaW9fb25seRgHIAEoCCKPAQoNU2VnbWVudFBvbGljeRIiChpzZWdtZW50X2R1cmF0aW9uX3RhcmdldF9tcxgBIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21pbl9tcxgCIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21heF9tcxgDIAEoDRIYChBwYXJ0X2R1cmF0aW9uX21zGAQgASgNIlcKCVBsYWNlbWVudBIXCg9hbGxvd2VkX3JlZ2lvbnMYASADKAkSFQoNYWxsb3dlZF96b25lcxgCIAMoCRIaChJ6b25lX2FudGlfYWZmaW5pdHkYAyABKAgi5QIKClN0cmVhbVNwZWMSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKCnJlbmRpdGlvbnMYAyADKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5SZW5kaXRpb24SGQoRc2hhcmRfZHVyYXRpb25fbXMYBCABKA0SOwoOc2VnbWVudF9wb2xpY3kYBSABKAsyIy51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50UG9saWN5EhoKEnJlcGxpY2F0aW9uX2ZhY3RvchgGIAEoDRI3CgxsYXRlbmN5X21vZGUYByABKA4yIS51bmRlcnN0dWR5LmNvbW1vbi52MS5MYXRlbmN5TW9kZRIyCglwbGFjZW1lbnQYCCABKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5QbGFjZW1lbnQSHwoXdGltZWxpbmVfb3JpZ2luX3VuaXhfbXMYCSABKAMivgIKBlN0cmVhbRIuCgRzcGVjGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxIPCgd2ZXJzaW9uGAIgASgEEg0KBWVwb2NoGAMgASgEEhcKD2NyZWF0ZWRfdW5peF9tcxgEIAEoAxIXCg91cGRhdGVkX3VuaXhfbXMYBSABKAMSMgoGc3RhdHVzGAYgASgOMiIudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3RhdHVzEhYKDnN0YXR1c19tZXNzYWdlGAcgASgJEkQKEHNlZ21lbnRfc2NoZWR1bGUYCCADKAsyKi51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50U2NoZWR1bGVFbnRyeRIgChhzZWdtZW50X3NjaGVkdWxlX3ZlcnNpb24YCSABKAQihAEKFFNlZ21lbnRTY2hlZHVsZUVudHJ5EhEKCXNpbmNlX21zbhgBIAEoBBITCgtzaW5jZV9zaGFyZBgCIAEoBBIbChNzZWdtZW50X2R1cmF0aW9uX21zGAMgASgNEhcKD2RlY2lkZWRfdW5peF9tcxgEIAEoAxIOCgZyZWFzb24YBSABKAkqZAoLTGF0ZW5jeU1vZGUSHAoYTEFURU5DWV9NT0RFX1VOU1BFQ0lGSUVEEAASHAoYTEFURU5DWV9NT0RFX0xPV19MQVRFTkNZEAESGQoVTEFURU5DWV9NT0RFX1NUQU5EQVJEEAIqmgEKDFN0cmVhbVN0YXR1cxIdChlTVFJFQU1fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVU1RSRUFNX1NUQVRVU19QRU5ESU5HEAESGAoUU1RSRUFNX1NUQVRVU19BQ1RJVkUQAhIaChZTVFJFQU1fU1RBVFVTX0RFR1JBREVEEAMSGgoWU1RSRUFNX1NUQVRVU19ERUxFVElORxAEYgZwcm90bzM");
 
 /**
  * One rung of the rendition ladder (one HLS variant / DASH representation).
@@ -86,19 +86,25 @@ export const RenditionSchema: GenMessage<Rendition> = /*@__PURE__*/
  * How shards are assembled into segments and parts. Segments and parts are
  * built from whole shards, hence the multiple-of rules below.
  *
+ * Segment granularity: the coordinator moves a stream's segment duration
+ * between three levels within [min, max] by demand and latency mode (see
+ * Stream.segment_schedule): the shortest multiple of the unit >= min, the
+ * target, and the longest multiple of the unit <= max (unit: part duration
+ * for LOW_LATENCY, shard duration for STANDARD).
+ *
  * @generated from message understudy.common.v1.SegmentPolicy
  */
 export type SegmentPolicy = Message<"understudy.common.v1.SegmentPolicy"> & {
   /**
-   * Target segment duration (HLS EXT-X-TARGETDURATION is derived from it).
-   * Validation: 1000–10000, a multiple of the stream's shard_duration_ms.
+   * Segment duration at normal demand, and the duration a new stream starts
+   * with. Validation: 1000–10000, a multiple of the stream's shard_duration_ms.
    *
    * @generated from field: uint32 segment_duration_target_ms = 1;
    */
   segmentDurationTargetMs: number;
 
   /**
-   * Shortest segment the packager may cut (e.g. at a discontinuity).
+   * Shortest segment duration the coordinator may schedule.
    * Validation: shard_duration_ms <= min <= target.
    *
    * @generated from field: uint32 segment_duration_min_ms = 2;
@@ -106,7 +112,10 @@ export type SegmentPolicy = Message<"understudy.common.v1.SegmentPolicy"> & {
   segmentDurationMinMs: number;
 
   /**
-   * Longest segment the packager may cut. Validation: target <= max <= 15000.
+   * Longest segment duration the coordinator may schedule. HLS
+   * EXT-X-TARGETDURATION is ceil(max / 1 s) for the stream's whole life
+   * (rfc8216bis: it must not change), so an update may not change that
+   * whole number of seconds. Validation: target <= max <= 15000.
    *
    * @generated from field: uint32 segment_duration_max_ms = 3;
    */
@@ -198,7 +207,8 @@ export type StreamSpec = Message<"understudy.common.v1.StreamSpec"> & {
   renditions: Rendition[];
 
   /**
-   * Duration of one CMAF shard pushed by encoders. Validation: 200–500.
+   * Duration of one CMAF shard pushed by encoders. Validation: 200–500;
+   * immutable after creation (shards are numbered by it).
    *
    * @generated from field: uint32 shard_duration_ms = 4;
    */
@@ -313,6 +323,31 @@ export type Stream = Message<"understudy.common.v1.Stream"> & {
    * @generated from field: string status_message = 7;
    */
   statusMessage: string;
+
+  /**
+   * How shards are cut into segments over time (segment granularity),
+   * ascending by since_shard: entry i applies to shards [since_shard(i),
+   * since_shard(i+1)); the last applies from its since_shard on (it may lie
+   * in the future: a change committed for a coming segment boundary). The
+   * first entry is written at creation (the spec's target from MSN 0 / shard
+   * 0). Encoders number segments and parts by it: shard n of entry e is in
+   * MSN e.since_msn + floor((n - e.since_shard) / (e.segment_duration_ms /
+   * shard_duration_ms)). Changed only by the leader's planner
+   * (SetSegmentSchedule); entries are never rewritten, and old ones whose
+   * successor took effect long ago are dropped (at most 16 are kept).
+   *
+   * @generated from field: repeated understudy.common.v1.SegmentScheduleEntry segment_schedule = 8;
+   */
+  segmentSchedule: SegmentScheduleEntry[];
+
+  /**
+   * Compare-and-set token of segment_schedule: 0 at creation, +1 on every
+   * committed SetSegmentSchedule. Independent of `version` (spec) and
+   * `epoch` (fencing): a schedule change fences nothing.
+   *
+   * @generated from field: uint64 segment_schedule_version = 9;
+   */
+  segmentScheduleVersion: bigint;
 };
 
 /**
@@ -321,6 +356,58 @@ export type Stream = Message<"understudy.common.v1.Stream"> & {
  */
 export const StreamSchema: GenMessage<Stream> = /*@__PURE__*/
   messageDesc(file_understudy_common_v1_stream, 4);
+
+/**
+ * From segment since_msn on, whose first shard is since_shard, segments last
+ * segment_duration_ms (a whole number of parts for LOW_LATENCY, of shards for
+ * STANDARD, within the spec's [segment_duration_min_ms,
+ * segment_duration_max_ms] when it was decided).
+ *
+ * @generated from message understudy.common.v1.SegmentScheduleEntry
+ */
+export type SegmentScheduleEntry = Message<"understudy.common.v1.SegmentScheduleEntry"> & {
+  /**
+   * First media sequence number cut with this duration.
+   *
+   * @generated from field: uint64 since_msn = 1;
+   */
+  sinceMsn: bigint;
+
+  /**
+   * First shard of segment since_msn (a segment boundary of the previous entry).
+   *
+   * @generated from field: uint64 since_shard = 2;
+   */
+  sinceShard: bigint;
+
+  /**
+   * Duration of every segment from since_msn on.
+   *
+   * @generated from field: uint32 segment_duration_ms = 3;
+   */
+  segmentDurationMs: number;
+
+  /**
+   * When the change was committed (CommandEnvelope.proposed_unix_ms).
+   *
+   * @generated from field: int64 decided_unix_ms = 4;
+   */
+  decidedUnixMs: bigint;
+
+  /**
+   * Why, e.g. "3 sessions: normal → low (2000 → 1000 ms)". 0–256 chars.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message understudy.common.v1.SegmentScheduleEntry.
+ * Use `create(SegmentScheduleEntrySchema)` to create a new message.
+ */
+export const SegmentScheduleEntrySchema: GenMessage<SegmentScheduleEntry> = /*@__PURE__*/
+  messageDesc(file_understudy_common_v1_stream, 5);
 
 /**
  * Latency class of a stream. Decides whether parts are produced.
