@@ -1,10 +1,16 @@
 /**
  * The leader's placement loop: every round it plans assignments, shard maps
  * and segment granularity for every stream (coordinator/src/plan, pure),
- * proposes what changed (compare-and-set on the stream epoch), and makes the
- * packager-nodes match the committed assignments with idempotent
+ * proposes what changed (compare-and-set on the stream epoch; a segment
+ * duration change on the schedule version, for a boundary ahead), and makes
+ * the packager-nodes match the committed assignments with idempotent
  * PackagerService.Assign calls carrying the epoch. Streams with an open
  * handover belong to the orchestrator and are left alone.
+ *
+ * A committed segment duration change reaches the encoders through
+ * ChainService.WatchChain (a stream change) and StreamService.GetStream (the
+ * schedule); packagers need nothing: they number segments by the MSNs the
+ * encoders push and close each at the duration its parts declare.
  *
  * Rounds run on a timer and at once on every change that can call for a new
  * plan (a stream or component change, a handover closing). A change that
@@ -167,7 +173,9 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
         for (const role of ["primary", "replica"] as const) {
           if (roles[role].length === 0) continue;
           const key = `${pkg}|${id}|${role}`;
-          const sig = `${s.epoch}|${c.statusChangedUnixMs}|${roles[role].join(",")}`;
+          // The spec version too: an operator's update (e.g. a new segment
+          // target) reaches the packagers without waiting for an epoch bump.
+          const sig = `${s.epoch}|${s.version}|${c.statusChangedUnixMs}|${roles[role].join(",")}`;
           if (applied.get(key) === sig) continue;
           try {
             await opts.effects.assign(c, s, roles[role], role, s.epoch, AbortSignal.timeout(5000));
@@ -284,12 +292,21 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
             });
             break;
           }
+          const g = sp.granularity;
           log.info("placement committed", {
             stream: sp.streamId,
             kind: cmd.kind,
             status: sp.status,
             ...(cmd.kind === "set-shard-map" && sp.shard?.notes.length
               ? { notes: sp.shard.notes }
+              : {}),
+            ...(cmd.kind === "set-segment-schedule" && g?.kind === "change"
+              ? {
+                  segmentDurationMs: g.segmentDurationMs,
+                  sinceMsn: g.effectiveMsn,
+                  sinceShard: g.effectiveShard,
+                  reason: g.reason,
+                }
               : {}),
           });
         }

@@ -10,8 +10,16 @@ import {
   type GetStreamResponse,
   GetStreamResponseSchema,
   ListStreamsResponseSchema,
+  type SegmentGranularity,
+  SegmentGranularitySchema,
   type StreamService,
 } from "../../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import {
+  type SegmentScheduleEntry,
+  SegmentScheduleEntrySchema,
+  type Stream,
+} from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { targetDurationSecOf } from "../fsm/fsm.ts";
 import type { ClusterHandle } from "./cluster-handle.ts";
 import { idPattern, validateStreamSpec } from "./validate-stream.ts";
 import { commit, requireLeader } from "./writes.ts";
@@ -79,6 +87,7 @@ export function createStreamService(
         stream,
         servedByNodeId: cluster.nodeId,
         appliedIndex: BigInt(cluster.fsm.appliedIndex()),
+        segmentGranularity: segmentGranularityOf(stream, cluster.clock.nowMs()),
       });
     },
     async listStreams(req) {
@@ -98,6 +107,37 @@ export function createStreamService(
       });
     },
   };
+}
+
+/**
+ * Where a stream's segment schedule stands at `nowMs`: the entry in force
+ * for the shard in production and the next committed change, so an operator
+ * sees the current and the coming segment duration (and when it lands).
+ */
+export function segmentGranularityOf(stream: Stream, nowMs: number): SegmentGranularity {
+  const spec = stream.spec;
+  const originMs = Number(spec?.timelineOriginUnixMs || stream.createdUnixMs);
+  const shardMs = spec?.shardDurationMs || 1;
+  const currentShard = Math.floor((nowMs - originMs) / shardMs);
+  const entries: SegmentScheduleEntry[] =
+    stream.segmentSchedule.length > 0
+      ? stream.segmentSchedule
+      : [
+          create(SegmentScheduleEntrySchema, {
+            segmentDurationMs: spec?.segmentPolicy?.segmentDurationTargetMs ?? 0,
+          }),
+        ];
+  let current = entries[0] as SegmentScheduleEntry;
+  for (const e of entries) if (Number(e.sinceShard) <= currentShard) current = e;
+  const next = entries.find((e) => Number(e.sinceShard) > currentShard && e !== current);
+  return create(SegmentGranularitySchema, {
+    currentShard: BigInt(currentShard),
+    current,
+    ...(next
+      ? { next, nextEffectiveUnixMs: BigInt(originMs + Number(next.sinceShard) * shardMs) }
+      : {}),
+    targetDurationS: targetDurationSecOf(spec),
+  });
 }
 
 function decodeToken(token: string): string {

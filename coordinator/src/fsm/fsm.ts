@@ -29,8 +29,11 @@ import {
   StreamAssignmentsSchema,
 } from "../../../proto/gen/understudy/common/v1/placement_pb.ts";
 import {
+  type SegmentScheduleEntry,
+  SegmentScheduleEntrySchema,
   type Stream,
   StreamSchema,
+  type StreamSpec,
   StreamSpecSchema,
   StreamStatus,
 } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
@@ -46,10 +49,25 @@ import {
   ModelParametersSchema,
   type RecentRequest,
 } from "../../../proto/gen/understudy/fsm/v1/fsm_pb.ts";
+import { segmentPolicyFromSpec } from "../plan/proto-adapter.ts";
+import {
+  type SegmentSchedule,
+  type SegmentScheduleList,
+  scheduleChangeProblem,
+} from "../plan/segment-granularity.ts";
 
 export const fsmFormatVersion = 1;
 /** How many request ids are remembered for deduplication (FIFO eviction). */
 export const recentRequestsMax = 10_000;
+/** Bound on Stream.segment_schedule entries. */
+export const segmentScheduleEntriesMax = 16;
+/**
+ * A schedule entry whose successor took effect longer ago than this (on the
+ * shard axis) may be dropped: nothing numbers media that old any more (the
+ * live window, encoder takeovers and holders' inventories are all recent).
+ */
+export const segmentScheduleRetainMs = 600_000;
+const scheduleReasonCharsMax = 256;
 
 export type FsmResult =
   | { readonly ok: true }
@@ -148,6 +166,9 @@ export function createFsm(): Fsm {
         // so every replica and encoder numbers segments the same way.
         const fixed = clone(StreamSpecSchema, spec);
         if (fixed.timelineOriginUnixMs === 0n) fixed.timelineOriginUnixMs = at;
+        // Segments start at the spec's target from MSN 0 / shard 0; written
+        // down now so a later spec update cannot renumber the past.
+        const target = fixed.segmentPolicy?.segmentDurationTargetMs ?? 0;
         streams.set(
           spec.id,
           create(StreamSchema, {
@@ -157,6 +178,16 @@ export function createFsm(): Fsm {
             createdUnixMs: at,
             updatedUnixMs: at,
             status: StreamStatus.PENDING,
+            segmentSchedule:
+              target > 0
+                ? [
+                    create(SegmentScheduleEntrySchema, {
+                      segmentDurationMs: target,
+                      decidedUnixMs: at,
+                      reason: "created: the spec's target",
+                    }),
+                  ]
+                : [],
           }),
         );
         changes.push({ kind: "stream", id: spec.id, deleted: false });
@@ -180,6 +211,9 @@ export function createFsm(): Fsm {
             `spec.timeline_origin_unix_ms: immutable after creation (is ${origin}); omit it or send the same value`,
           );
         }
+        const immutable = immutableSpecChange(cur.spec, spec);
+        if (immutable) return fail(Code.InvalidArgument, immutable);
+        pinSchedule(cur, at);
         cur.spec = clone(StreamSpecSchema, spec);
         cur.spec.timelineOriginUnixMs = origin;
         cur.version += 1n;
@@ -305,6 +339,67 @@ export function createFsm(): Fsm {
         if (s.status === StreamStatus.PENDING) s.status = StreamStatus.ACTIVE;
         bumpEpoch(s, at);
         changes.push({ kind: "assignments", streamId: op.value.streamId });
+        return ok;
+      }
+      case "setSegmentSchedule": {
+        const c = op.value;
+        const s = streams.get(c.streamId);
+        const spec = s?.spec;
+        if (!s || !spec) return fail(Code.NotFound, `stream "${c.streamId}" not found`);
+        if (c.expectedScheduleVersion !== s.segmentScheduleVersion) {
+          return fail(
+            Code.Aborted,
+            `stream "${c.streamId}" segment schedule is at version ${s.segmentScheduleVersion}, command expected ${c.expectedScheduleVersion}: replan and retry`,
+          );
+        }
+        const list = scheduleOf(s);
+        const next: SegmentSchedule = {
+          sinceMsn: Number(c.sinceMsn),
+          sinceShard: Number(c.sinceShard),
+          segmentDurationMs: c.segmentDurationMs,
+        };
+        const problem = scheduleChangeProblem(list, next, segmentPolicyFromSpec(spec));
+        if (problem) return fail(Code.InvalidArgument, problem);
+        const shardMs = spec.shardDurationMs;
+        const shardNow = Math.floor(
+          Number(at - (spec.timelineOriginUnixMs || s.createdUnixMs)) / shardMs,
+        );
+        if (next.sinceShard <= shardNow) {
+          return fail(
+            Code.FailedPrecondition,
+            `since_shard: ${next.sinceShard} is not in the future (shard ${shardNow} is in production at ${at}): a change never renumbers media already cut`,
+          );
+        }
+        pinSchedule(s, at);
+        // Drop entries entirely in the past once their successor is old, or
+        // when room is needed; never the entry in force or a future one.
+        const retainShards = Math.ceil(segmentScheduleRetainMs / shardMs);
+        const entries = s.segmentSchedule;
+        while (entries.length > 1) {
+          const successor = Number((entries[1] as SegmentScheduleEntry).sinceShard);
+          if (successor > shardNow) break;
+          if (entries.length < segmentScheduleEntriesMax && successor > shardNow - retainShards)
+            break;
+          entries.shift();
+        }
+        if (entries.length >= segmentScheduleEntriesMax) {
+          return fail(
+            Code.ResourceExhausted,
+            `stream "${c.streamId}" already has ${entries.length} segment schedule entries in force or pending (at most ${segmentScheduleEntriesMax})`,
+          );
+        }
+        entries.push(
+          create(SegmentScheduleEntrySchema, {
+            sinceMsn: c.sinceMsn,
+            sinceShard: c.sinceShard,
+            segmentDurationMs: c.segmentDurationMs,
+            decidedUnixMs: at,
+            reason: c.reason.slice(0, scheduleReasonCharsMax),
+          }),
+        );
+        s.segmentScheduleVersion += 1n;
+        s.updatedUnixMs = at;
+        changes.push({ kind: "stream", id: c.streamId, deleted: false });
         return ok;
       }
       case "handoverBegun": {
@@ -526,6 +621,62 @@ export function createFsm(): Fsm {
     },
   };
   return fsm;
+}
+
+/** A stream's segment schedule as planner entries (the implied one for a stream stored before schedules existed). */
+export function scheduleOf(s: Stream): SegmentScheduleList {
+  if (s.segmentSchedule.length === 0) {
+    return [
+      {
+        sinceMsn: 0,
+        sinceShard: 0,
+        segmentDurationMs: s.spec?.segmentPolicy?.segmentDurationTargetMs ?? 0,
+      },
+    ];
+  }
+  return s.segmentSchedule.map((e) => ({
+    sinceMsn: Number(e.sinceMsn),
+    sinceShard: Number(e.sinceShard),
+    segmentDurationMs: e.segmentDurationMs,
+  }));
+}
+
+/**
+ * A stream stored before schedules existed numbers segments by its spec's
+ * target from shard 0: write that down before anything could change it.
+ */
+function pinSchedule(s: Stream, at: bigint): void {
+  const target = s.spec?.segmentPolicy?.segmentDurationTargetMs ?? 0;
+  if (s.segmentSchedule.length > 0 || target <= 0) return;
+  s.segmentSchedule.push(
+    create(SegmentScheduleEntrySchema, {
+      segmentDurationMs: target,
+      decidedUnixMs: at,
+      reason: "pinned: the spec's target before the first change",
+    }),
+  );
+}
+
+/** EXT-X-TARGETDURATION of a stream's playlists: ceil(max segment duration / 1 s). */
+export function targetDurationSecOf(spec: StreamSpec | undefined): number {
+  return Math.max(1, Math.ceil((spec?.segmentPolicy?.segmentDurationMaxMs ?? 0) / 1000));
+}
+
+/**
+ * Spec fields an update may not change: shards are numbered by the shard
+ * duration, and the playlists' EXT-X-TARGETDURATION (from the maximum
+ * segment duration) must not change during a stream (rfc8216bis §6.2.2).
+ */
+function immutableSpecChange(cur: StreamSpec | undefined, next: StreamSpec): string | undefined {
+  if (!cur) return undefined;
+  if (cur.shardDurationMs !== next.shardDurationMs) {
+    return `spec.shard_duration_ms: immutable after creation (is ${cur.shardDurationMs}; shards are numbered by it)`;
+  }
+  const td = targetDurationSecOf(cur);
+  if (targetDurationSecOf(next) !== td) {
+    return `spec.segment_policy.segment_duration_max_ms: must stay in ${(td - 1) * 1000 + 1}..${td * 1000} (got ${next.segmentPolicy?.segmentDurationMaxMs ?? 0}): it sets EXT-X-TARGETDURATION (${td} s), which must not change during a stream (rfc8216bis); create a new stream for another maximum`;
+  }
+  return undefined;
 }
 
 function staleEpoch(s: Stream, expected: bigint): FsmResult | undefined {

@@ -1,9 +1,10 @@
 /**
  * One planning round for the leader's control loop: assignments, then shard
  * maps from the new holders, then segment granularity, then the FSM commands
- * for what changed. Pure: the leader gathers the inputs (FSM state plus
- * per-stream runtime facts: the shard being produced now and the viewer
- * sessions) and proposes the returned commands.
+ * for what changed. Pure: the leader gathers the inputs (FSM state, with each
+ * stream's replicated segment schedule, plus per-stream runtime facts: the
+ * shard being produced now and the viewer sessions) and proposes the
+ * returned commands.
  *
  * Streams with an open handover are not replanned (the handover orchestrator
  * owns their assignments and shard targets until it finishes); their current
@@ -15,7 +16,7 @@ import type {
   StreamAssignments,
 } from "../../../proto/gen/understudy/common/v1/placement_pb.ts";
 import type { Stream } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
-import { type FsmView, isHandoverOpen } from "../fsm/fsm.ts";
+import { type FsmView, isHandoverOpen, scheduleOf } from "../fsm/fsm.ts";
 import {
   type AssignmentOptions,
   defaultAssignmentOptions,
@@ -37,11 +38,12 @@ import {
 } from "./proto-adapter.ts";
 import {
   defaultGranularityOptions,
-  firstShardOfMsn,
+  entryOfMsn,
+  firstShardOfMsnIn,
   type GranularityDecision,
   type GranularityOptions,
   granularityLevels,
-  msnOfShard,
+  msnOfShardIn,
   planSegmentDuration,
   type SegmentSchedule,
 } from "./segment-granularity.ts";
@@ -59,8 +61,6 @@ import { type AssignmentRow, byId, requireInt } from "./types.ts";
 export interface StreamRuntime {
   /** Shard being produced now: floor((now − timeline origin) / shard_duration_ms); -1 before the origin. */
   readonly currentShard: number;
-  /** Segment schedule in force; default: the spec's target since MSN 0 / shard 0. */
-  readonly schedule?: SegmentSchedule | undefined;
   /** Viewer sessions per rendition id (missing = 0). */
   readonly sessionsByRendition?: ReadonlyMap<string, number> | undefined;
   /** Regions close to the stream's encoders/viewers. */
@@ -134,16 +134,11 @@ export interface RoundPlan {
   readonly streams: readonly StreamRoundPlan[];
 }
 
-const defaultSchedule = (s: Stream): SegmentSchedule => ({
-  segmentDurationMs: s.spec?.segmentPolicy?.segmentDurationTargetMs ?? 0,
-  sinceMsn: 0,
-  sinceShard: 0,
-});
-
 function currentMsnOf(s: Stream, runtime: StreamRuntime): number {
-  const schedule = runtime.schedule ?? defaultSchedule(s);
-  if (runtime.currentShard < schedule.sinceShard) return schedule.sinceMsn - 1;
-  return msnOfShard(schedule, s.spec?.shardDurationMs ?? 0, runtime.currentShard);
+  const list = scheduleOf(s);
+  const first = list[0] as SegmentSchedule;
+  if (runtime.currentShard < first.sinceShard) return first.sinceMsn - 1;
+  return msnOfShardIn(list, s.spec?.shardDurationMs ?? 0, runtime.currentShard);
 }
 
 /**
@@ -159,13 +154,15 @@ export function firstUnreceivedShard(s: Stream, runtime: StreamRuntime): number 
   const shardMs = spec.shardDurationMs;
   const partMs = spec.segmentPolicy?.partDurationMs ?? 0;
   if (shardMs <= 0 || (partMs !== 0 && partMs !== shardMs)) return undefined;
-  const schedule = runtime.schedule ?? defaultSchedule(s);
-  if (schedule.segmentDurationMs <= 0 || schedule.segmentDurationMs % shardMs !== 0)
+  const list = scheduleOf(s);
+  if (list.some((e) => e.segmentDurationMs <= 0 || e.segmentDurationMs % shardMs !== 0))
     return undefined;
-  const perSegment = schedule.segmentDurationMs / shardMs;
+  const first = list[0] as SegmentSchedule;
   let min = Number.POSITIVE_INFINITY;
   for (const r of reports) {
-    if (!Number.isSafeInteger(r.msn) || r.msn < schedule.sinceMsn) continue;
+    if (!Number.isSafeInteger(r.msn) || r.msn < first.sinceMsn) continue;
+    // Segments have the length of the schedule entry that numbers them.
+    const perSegment = entryOfMsn(list, r.msn).segmentDurationMs / shardMs;
     if (
       r.part !== undefined &&
       !(Number.isSafeInteger(r.part) && r.part >= 0 && r.part < perSegment)
@@ -173,8 +170,8 @@ export function firstUnreceivedShard(s: Stream, runtime: StreamRuntime): number 
       continue;
     const last =
       r.part === undefined
-        ? firstShardOfMsn(schedule, shardMs, r.msn + 1) - 1
-        : firstShardOfMsn(schedule, shardMs, r.msn) + r.part;
+        ? firstShardOfMsnIn(list, shardMs, r.msn + 1) - 1
+        : firstShardOfMsnIn(list, shardMs, r.msn) + r.part;
     min = Math.min(min, last);
   }
   return Number.isFinite(min) ? min + 1 : undefined;
@@ -294,17 +291,17 @@ export function planRound(
     const a = assignmentPlan.streams[k] as StreamAssignmentPlan;
     const sh = shardPlan.streams[k] as StreamShardPlan;
     const rows = rowsById.get(spec.id) as { current: AssignmentRow[]; next: AssignmentRow[] };
+    // The newest entry may lie in the future (a committed change not yet in
+    // force): plan from it, as if at its start, so a change follows it.
+    const latest = scheduleOf(s.stream).at(-1) as SegmentSchedule;
     const granularity =
       s.runtime.currentShard < 0
         ? undefined
         : planSegmentDuration(
             {
               policy: segmentPolicyFromSpec(spec),
-              schedule: s.runtime.schedule ?? defaultSchedule(s.stream),
-              currentShard: Math.max(
-                s.runtime.currentShard,
-                (s.runtime.schedule ?? defaultSchedule(s.stream)).sinceShard,
-              ),
+              schedule: latest,
+              currentShard: Math.max(s.runtime.currentShard, latest.sinceShard),
               sessions: shardInputs[k]?.sessions ?? 0,
             },
             options.granularity,
@@ -327,6 +324,10 @@ export function planRound(
         epoch: Number(s.stream.epoch),
         assignments: rows,
         shardMap: { current: shardRangesFromProto(s.shardMap?.ranges), next: sh.ranges },
+        granularity: granularity && {
+          scheduleVersion: Number(s.stream.segmentScheduleVersion),
+          decision: granularity,
+        },
       }),
     });
   }

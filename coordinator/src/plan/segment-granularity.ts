@@ -23,10 +23,19 @@
  * segment boundary: effectiveMsn = currentMsn + 1, whose first shard is the
  * shard after the last shard of segment currentMsn under the old duration.
  *
+ * A change is committed ahead: it takes effect at the first segment boundary
+ * at least `changeLeadMs` after the end of the shard in production, so every
+ * encoder has heard of it before it cuts the first shard it applies to (they
+ * push a shard when it ends; the replicated FSM refuses a change whose first
+ * shard is not in the future, see coordinator/src/fsm/fsm.ts).
+ *
  * MSN numbering across changes (SegmentSchedule): from `sinceMsn`, whose
  * first shard is `sinceShard`, segments are `segmentDurationMs` long, so
- * msn(n) = sinceMsn + floor((n − sinceShard) / shardsPerSegment). A stream
- * that never changed has sinceMsn = sinceShard = 0 and the spec's target.
+ * msn(n) = sinceMsn + floor((n − sinceShard) / shardsPerSegment). A stream's
+ * schedule is a list of such entries ascending by sinceShard, each starting
+ * at a segment boundary of the one before (Stream.segment_schedule); the
+ * first is the spec's target from MSN 0 / shard 0. Encoders (the
+ * packager-node source) apply the same rule to the same list.
  */
 import { LatencyMode } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { requireInt } from "./types.ts";
@@ -68,6 +77,12 @@ export interface GranularityOptions {
   readonly highSessionsEnter: number;
   /** Segments that must pass after a change before the next one. */
   readonly minSegmentsBetweenChanges: number;
+  /**
+   * A change takes effect at the first segment boundary at least this long
+   * after the end of the shard in production (time for the commit to reach
+   * every encoder; 0 = the next boundary).
+   */
+  readonly changeLeadMs: number;
 }
 
 export const defaultGranularityOptions: GranularityOptions = {
@@ -76,6 +91,7 @@ export const defaultGranularityOptions: GranularityOptions = {
   highSessionsExit: 3_000,
   highSessionsEnter: 5_000,
   minSegmentsBetweenChanges: 15,
+  changeLeadMs: 1_000,
 };
 
 export type GranularityDecision =
@@ -98,6 +114,7 @@ export function validateGranularityOptions(o: GranularityOptions): void {
   requireInt("highSessionsExit", o.highSessionsExit, o.lowSessionsExit + 1);
   requireInt("highSessionsEnter", o.highSessionsEnter, o.highSessionsExit);
   requireInt("minSegmentsBetweenChanges", o.minSegmentsBetweenChanges, 0, 1_000_000);
+  requireInt("changeLeadMs", o.changeLeadMs, 0, 60_000);
 }
 
 /** Alignment unit of segment durations: part duration for LOW_LATENCY, shard duration otherwise. */
@@ -209,7 +226,14 @@ export function planSegmentDuration(
   if (wantMs === curMs) {
     return { kind: "keep", segmentDurationMs: curMs, reason: `${want} level (${curMs} ms) holds` };
   }
-  const effectiveMsn = currentMsn + 1;
+  const perSegment = curMs / p.shardDurationMs;
+  const leadShards = Math.ceil(options.changeLeadMs / p.shardDurationMs);
+  // The first boundary whose first shard is >= currentShard + 1 + leadShards.
+  const earliest = input.currentShard + 1 + leadShards;
+  const effectiveMsn = Math.max(
+    currentMsn + 1,
+    input.schedule.sinceMsn + Math.ceil((earliest - input.schedule.sinceShard) / perSegment),
+  );
   const sinceChange = effectiveMsn - input.schedule.sinceMsn;
   if (curLevel !== undefined && sinceChange < options.minSegmentsBetweenChanges) {
     return {
@@ -230,4 +254,96 @@ export function planSegmentDuration(
         ? `${curMs} ms is no longer a level of the policy: ${want} level ${wantMs} ms`
         : `${input.sessions} sessions: ${curLevel} → ${want} (${curMs} → ${wantMs} ms)`,
   };
+}
+
+/**
+ * A stream's schedule (Stream.segment_schedule): entries ascending by
+ * sinceShard, each starting at a segment boundary of the one before.
+ */
+export type SegmentScheduleList = readonly SegmentSchedule[];
+
+/** The entry in force for `shard`: the last one starting at or before it (the first one before them all). */
+export function entryAtShard(list: SegmentScheduleList, shard: number): SegmentSchedule {
+  if (list.length === 0) throw new RangeError("schedule: empty");
+  let found = list[0] as SegmentSchedule;
+  for (const e of list) {
+    if (e.sinceShard > shard) break;
+    found = e;
+  }
+  return found;
+}
+
+/** The entry that numbers `msn`: the last one whose sinceMsn is at or before it (the first one before them all). */
+export function entryOfMsn(list: SegmentScheduleList, msn: number): SegmentSchedule {
+  if (list.length === 0) throw new RangeError("schedule: empty");
+  let found = list[0] as SegmentSchedule;
+  for (const e of list) {
+    if (e.sinceMsn > msn) break;
+    found = e;
+  }
+  return found;
+}
+
+/** MSN of the segment containing `shard` under a whole schedule (shard >= the first entry's sinceShard). */
+export function msnOfShardIn(
+  list: SegmentScheduleList,
+  shardDurationMs: number,
+  shard: number,
+): number {
+  return msnOfShard(entryAtShard(list, shard), shardDurationMs, shard);
+}
+
+/** First shard of segment `msn` under a whole schedule (msn >= the first entry's sinceMsn). */
+export function firstShardOfMsnIn(
+  list: SegmentScheduleList,
+  shardDurationMs: number,
+  msn: number,
+): number {
+  return firstShardOfMsn(entryOfMsn(list, msn), shardDurationMs, msn);
+}
+
+/**
+ * Why `next` cannot be appended to `list` under `policy`, or undefined when
+ * it can: its duration must be a level-compatible duration (a multiple of
+ * the unit within [min, max]) other than the one in force before it, and it
+ * must start at a segment boundary of the last entry, after that entry's
+ * start, with the MSN that boundary has, so numbering continues with no gap
+ * and no overlap. Whether it lies in the future is the caller's to check
+ * (it needs the clock).
+ */
+export function scheduleChangeProblem(
+  list: SegmentScheduleList,
+  next: SegmentSchedule,
+  policy: SegmentPolicyInput,
+): string | undefined {
+  try {
+    validatePolicy(policy);
+  } catch (err) {
+    return `the stream's segment policy is not usable: ${(err as Error).message}`;
+  }
+  const unit = segmentUnitMs(policy);
+  const ms = next.segmentDurationMs;
+  if (!Number.isSafeInteger(ms) || ms <= 0 || ms % unit !== 0) {
+    return `segment_duration_ms: ${ms} is not a multiple of ${unit} ms (${policy.latencyMode === LatencyMode.LOW_LATENCY ? "part" : "shard"} duration)`;
+  }
+  if (ms < policy.segmentDurationMinMs || ms > policy.segmentDurationMaxMs) {
+    return `segment_duration_ms: ${ms} is outside the policy's [${policy.segmentDurationMinMs}, ${policy.segmentDurationMaxMs}] ms`;
+  }
+  const last = list[list.length - 1];
+  if (!last) return undefined;
+  if (!Number.isSafeInteger(next.sinceShard) || next.sinceShard <= last.sinceShard) {
+    return `since_shard: ${next.sinceShard} must be after the last change's first shard ${last.sinceShard}`;
+  }
+  const perSegment = last.segmentDurationMs / policy.shardDurationMs;
+  if (!Number.isInteger(perSegment) || (next.sinceShard - last.sinceShard) % perSegment !== 0) {
+    return `since_shard: ${next.sinceShard} is not a segment boundary of the schedule in force (${last.segmentDurationMs} ms segments from shard ${last.sinceShard})`;
+  }
+  const msn = last.sinceMsn + (next.sinceShard - last.sinceShard) / perSegment;
+  if (next.sinceMsn !== msn) {
+    return `since_msn: shard ${next.sinceShard} starts MSN ${msn}, not ${next.sinceMsn} (numbering must continue)`;
+  }
+  if (ms === last.segmentDurationMs) {
+    return `segment_duration_ms: ${ms} is already the duration in force before shard ${next.sinceShard}`;
+  }
+  return undefined;
 }

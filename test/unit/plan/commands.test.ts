@@ -10,11 +10,15 @@ import {
   type AssignmentRow,
   assignmentRowsFromProto,
   assignmentsCommand,
+  defaultGranularityOptions,
   type PlannedCommand,
   planRound,
+  planSegmentDuration,
   roundInputFromFsm,
   type ShardRangeRow,
   type StreamRuntime,
+  segmentPolicyFromSpec,
+  segmentScheduleCommand,
   shardRangesFromProto,
   streamCommands,
 } from "../../../coordinator/src/plan/index.ts";
@@ -22,6 +26,7 @@ import {
   ComponentRole,
   ComponentStatus,
 } from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+import type { StreamSpec } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { createFsmHarness, type FsmHarness } from "./fsm-harness.ts";
 
 const ladder = [
@@ -102,6 +107,68 @@ describe("plan commands", () => {
       () => assignmentsCommand("s1", 0, { current: [], next: rows }),
       /expectedEpoch: must be an integer in 1\.\./,
     );
+  });
+});
+
+describe("plan commands: segment schedule", () => {
+  it("turns a granularity change into a compare-and-set on the schedule version, last in the list", () => {
+    const h = createFsmHarness();
+    h.createStream("s1", { renditions: ladder, replicationFactor: 1, zoneAntiAffinity: false });
+    const decision = planSegmentDuration(
+      {
+        policy: segmentPolicyFromSpec(h.fsm.stream("s1")?.spec as StreamSpec),
+        schedule: { segmentDurationMs: 2000, sinceMsn: 0, sinceShard: 0 },
+        currentShard: 4001,
+        sessions: 6000,
+      },
+      defaultGranularityOptions,
+    );
+    assert.equal(decision.kind, "change");
+    const cmds = streamCommands({
+      streamId: "s1",
+      epoch: 1,
+      shardMap: {
+        current: [],
+        next: [{ firstShard: 0, encoderId: "e1", replicaPackagerIds: ["a"] }],
+      },
+      granularity: { scheduleVersion: 0, decision },
+    });
+    assert.deepEqual(
+      cmds.map((c) => [c.kind, c.expectedEpoch, c.expectedScheduleVersion]),
+      [
+        ["set-shard-map", 1, undefined],
+        ["set-segment-schedule", 2, 0],
+      ],
+    );
+    const g = cmds[1] as PlannedCommand;
+    assert.match(g.requestId, /^plan-g-0-[0-9a-f]{16}$/);
+    assert.equal(
+      segmentScheduleCommand("s1", 0, 1, decision)?.requestId,
+      g.requestId,
+      "the id does not depend on the epoch: the same change is the same request",
+    );
+    for (const c of cmds) assert.ok(h.propose(c).ok);
+    assert.deepEqual(h.propose(g), { ok: true }, "a re-proposal is deduplicated");
+    const s = h.fsm.stream("s1");
+    assert.equal(s?.segmentScheduleVersion, 1n, "applied once");
+    assert.equal(s?.epoch, 2n, "only the shard map bumped the epoch");
+    assert.deepEqual(
+      s?.segmentSchedule.map((e) => [e.sinceMsn, e.sinceShard, e.segmentDurationMs]),
+      [
+        [0n, 0n, 2000],
+        [1001n, 4004n, 4000],
+      ],
+    );
+    const keep = planSegmentDuration(
+      {
+        policy: segmentPolicyFromSpec(s?.spec as StreamSpec),
+        schedule: { segmentDurationMs: 4000, sinceMsn: 1001, sinceShard: 4004 },
+        currentShard: 4004,
+        sessions: 6000,
+      },
+      defaultGranularityOptions,
+    );
+    assert.equal(segmentScheduleCommand("s1", 1, 2, keep), undefined, "keep proposes nothing");
   });
 });
 

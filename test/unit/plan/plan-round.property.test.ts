@@ -6,12 +6,17 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Fsm } from "../../../coordinator/src/fsm/fsm.ts";
+import { type Fsm, scheduleOf } from "../../../coordinator/src/fsm/fsm.ts";
 import {
   assignmentRowsFromProto,
+  firstShardOfMsnIn,
   isPlaceable,
+  msnOfShardIn,
   planRound,
   roundInputFromFsm,
+  type SegmentSchedule,
+  scheduleChangeProblem,
+  segmentPolicyFromSpec,
   shardRangesFromProto,
   validateShardRanges,
 } from "../../../coordinator/src/plan/index.ts";
@@ -19,6 +24,7 @@ import {
   ComponentRole,
   ComponentStatus,
 } from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+import type { StreamSpec } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { createFsmHarness, type FsmHarness } from "./fsm-harness.ts";
 
 const packagerIds = ["pa", "pb", "pc", "pd", "pe"];
@@ -80,6 +86,7 @@ function ownerAt(fsm: Fsm, streamId: string, n: number): string | undefined {
 describe("planning rounds under random events", () => {
   it("keep the replicated placement valid and converge (replanning proposes nothing)", () => {
     let rewound = 0;
+    let scheduleChanges = 0;
     fc.assert(
       fc.property(
         fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 3 }),
@@ -90,25 +97,28 @@ describe("planning rounds under random events", () => {
           let shard = 0;
           let sessions = 100;
           let lag: number | undefined;
-          // 0.5 s shards, 2 s segments (fsm-harness): 4 parts per segment.
-          const newest = () => {
-            if (lag === undefined || shard - lag < 0) return undefined;
+          // 0.5 s shards and parts (fsm-harness); segments as the stream's schedule cuts them.
+          const newest = (streamId: string) => {
+            const st = fsm.stream(streamId);
+            if (!st || lag === undefined || shard - lag < 0) return undefined;
             const last = shard - lag;
+            const list = scheduleOf(st);
+            const msn = msnOfShardIn(list, 500, last);
             return ["pa", "pc"].map((packagerId) => ({
               packagerId,
               renditionId: "720p",
-              msn: Math.floor(last / 4),
-              part: last % 4,
+              msn,
+              part: last - firstShardOfMsnIn(list, 500, msn),
             }));
           };
-          const runtime = () => ({
+          const runtime = (streamId: string) => ({
             currentShard: shard,
             sessionsByRendition: new Map([
               ["1080p", sessions],
               ["720p", sessions >> 1],
               ["360p", sessions >> 2],
             ]),
-            holdersNewest: newest(),
+            holdersNewest: newest(streamId),
           });
           const roundAndApply = () => {
             const plan = planRound(roundInputFromFsm(fsm, runtime));
@@ -145,7 +155,34 @@ describe("planning rounds under random events", () => {
               const id = st.spec?.id ?? "";
               return Array.from({ length: shard + 1 }, (_, n) => ownerAt(fsm, id, n));
             });
+            // Segment numbering of every shard already in production is fixed.
+            const msnsBefore = fsm
+              .streams()
+              .map((st) =>
+                Array.from({ length: shard + 1 }, (_, n) => msnOfShardIn(scheduleOf(st), 500, n)),
+              );
             const plan = roundAndApply();
+            fsm.streams().forEach((st, k) => {
+              const list = scheduleOf(st);
+              for (let n = 0; n <= shard; n++) {
+                assert.equal(
+                  msnOfShardIn(list, 500, n),
+                  msnsBefore[k]?.[n],
+                  `${st.spec?.id} shard ${n} ≤ current ${shard} renumbered`,
+                );
+              }
+              for (let i = 1; i < list.length; i++) {
+                assert.equal(
+                  scheduleChangeProblem(
+                    list.slice(0, i),
+                    list[i] as SegmentSchedule,
+                    segmentPolicyFromSpec(st.spec as StreamSpec),
+                  ),
+                  undefined,
+                );
+              }
+              if (list.length > 1) scheduleChanges = Math.max(scheduleChanges, list.length - 1);
+            });
             fsm.streams().forEach((st, k) => {
               const id = st.spec?.id ?? "";
               for (let n = 0; n <= shard; n++) {
@@ -171,6 +208,7 @@ describe("planning rounds under random events", () => {
       { seed: 5150, numRuns: 25 },
     );
     assert.ok(rewound > 0, "no run rewound a lost encoder's shards");
+    assert.ok(scheduleChanges > 0, "no run changed a segment duration");
   });
 });
 

@@ -19,11 +19,12 @@
  *   stream ID rf=N renditions=ID:BPS,... [anti] [zones=Z,...] [regions=R,...]
  *   status ID healthy|suspect|unknown|down|draining|drained
  *   demand STREAM RENDITION=SESSIONS,...
- *   schedule STREAM DURATION_MS@MSN/SHARD   the segment schedule in force
  *   plan shard=N                            one round at currentShard N
  *
  * `plan` prints, per stream: the proposed commands with their expected
- * epochs, the status (and its message), the segment-duration decision, every
+ * epochs (the schedule version for set-segment-schedule), the status (and
+ * its message), the segment-duration decision, the replicated segment
+ * schedule (`schedule DURATION@MSN/SHARD ...`) once it has changed, every
  * assignment row (`RENDITION FIRST..LAST PRIMARY+REPLICAS`, open rows end in
  * `..`) and every shard range (`shards FIRST..LAST ENCODER -> TARGETS`).
  */
@@ -31,7 +32,6 @@ import {
   assignmentRowsFromProto,
   planRound,
   roundInputFromFsm,
-  type SegmentSchedule,
   type StreamRuntime,
   shardRangesFromProto,
 } from "../../../coordinator/src/plan/index.ts";
@@ -103,7 +103,6 @@ const list = (v: string | undefined) => (v ? v.split(",") : []);
 class Interpreter {
   private readonly h = createFsmHarness();
   private readonly demand = new Map<string, Map<string, number>>();
-  private readonly schedules = new Map<string, SegmentSchedule>();
 
   run(command: string): string {
     const [verb, ...args] = command.split(/\s+/);
@@ -153,16 +152,6 @@ class Interpreter {
           ),
         );
         return "ok";
-      case "schedule": {
-        const m = /^(\d+)@(\d+)\/(\d+)$/.exec(args[1] ?? "");
-        if (!m) throw new Error("usage: schedule STREAM DURATION_MS@MSN/SHARD");
-        this.schedules.set(id, {
-          segmentDurationMs: Number(m[1]),
-          sinceMsn: Number(m[2]),
-          sinceShard: Number(m[3]),
-        });
-        return "ok";
-      }
       case "plan":
         return this.plan(int(keyValues(args), "shard"));
       default:
@@ -173,7 +162,6 @@ class Interpreter {
   private plan(currentShard: number): string {
     const runtime = (streamId: string): StreamRuntime => ({
       currentShard,
-      schedule: this.schedules.get(streamId),
       sessionsByRendition: this.demand.get(streamId),
     });
     const fsm = this.h.fsm;
@@ -185,7 +173,10 @@ class Interpreter {
         if (!r.ok) throw new Error(`${c.kind} of ${s.streamId} failed: ${r.message}`);
       }
       const stream = fsm.stream(s.streamId);
-      const proposed = s.commands.map((c) => `${c.kind}@${c.expectedEpoch}`).join(" ") || "nothing";
+      const proposed =
+        s.commands
+          .map((c) => `${c.kind}@${c.expectedScheduleVersion ?? c.expectedEpoch}`)
+          .join(" ") || "nothing";
       out.push(`${s.streamId} epoch=${stream?.epoch} proposed: ${proposed}`);
       if (s.skipped) out.push(`  skipped: ${s.skipped}`);
       out.push(`  ${s.status}${s.statusMessage ? `: ${s.statusMessage}` : ""}`);
@@ -194,9 +185,14 @@ class Interpreter {
         out.push(
           `  segments: ${g.segmentDurationMs} ms from msn ${g.effectiveMsn} (shard ${g.effectiveShard}): ${g.reason}`,
         );
-        this.schedules.set(s.streamId, g.schedule);
       } else if (g) {
         out.push(`  segments: keep ${g.segmentDurationMs} ms: ${g.reason}`);
+      }
+      const schedule = stream?.segmentSchedule ?? [];
+      if (schedule.length > 1) {
+        out.push(
+          `  schedule ${schedule.map((e) => `${e.segmentDurationMs}@${e.sinceMsn}/${e.sinceShard}`).join(" ")}`,
+        );
       }
       for (const r of assignmentRowsFromProto(fsm.assignments(s.streamId))) {
         out.push(

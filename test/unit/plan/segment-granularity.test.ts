@@ -2,13 +2,18 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   defaultGranularityOptions,
+  entryAtShard,
+  entryOfMsn,
   firstShardOfMsn,
+  firstShardOfMsnIn,
   type GranularityOptions,
   granularityLevels,
   msnOfShard,
+  msnOfShardIn,
   planSegmentDuration,
   type SegmentPolicyInput,
   type SegmentSchedule,
+  scheduleChangeProblem,
   segmentUnitMs,
 } from "../../../coordinator/src/plan/index.ts";
 import { LatencyMode } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
@@ -38,6 +43,8 @@ const o: GranularityOptions = {
   highSessionsExit: 3000,
   highSessionsEnter: 5000,
   minSegmentsBetweenChanges: 10,
+  // These cases switch at the very next boundary; the lead has its own test.
+  changeLeadMs: 0,
 };
 
 describe("segment granularity", () => {
@@ -132,6 +139,76 @@ describe("segment granularity", () => {
     assert.match(forced.reason, /no longer a level/);
   });
 
+  it("commits a change ahead: the first boundary at least changeLeadMs after the shard in production", () => {
+    // 2 s segments of 0.5 s shards; shard 4001 ends at shard 4002's start.
+    const at = (currentShard: number, changeLeadMs: number) => {
+      const d = planSegmentDuration(
+        { policy: ll, schedule: since0(2000), currentShard, sessions: 5000 },
+        { ...o, changeLeadMs },
+      );
+      assert.ok(d.kind === "change");
+      return [d.effectiveMsn, d.effectiveShard];
+    };
+    assert.deepEqual(at(4001, 0), [1001, 4004]);
+    assert.deepEqual(at(4001, 1000), [1001, 4004]); // 4004 >= 4001 + 1 + 2
+    assert.deepEqual(at(4002, 1000), [1002, 4008]); // 4004 < 4002 + 1 + 2
+    assert.deepEqual(at(4003, 0), [1001, 4004]);
+    assert.deepEqual(at(4003, 500), [1002, 4008]);
+    assert.deepEqual(at(4003, 2000), [1002, 4008]); // 4008 >= 4003 + 1 + 4
+    assert.deepEqual(at(4003, 2500), [1003, 4012]); // 4008 < 4003 + 1 + 5
+  });
+
+  it("numbers shards across a whole schedule and checks a change against it", () => {
+    const list: SegmentSchedule[] = [
+      since0(2000),
+      { segmentDurationMs: 1000, sinceMsn: 25, sinceShard: 100 },
+      { segmentDurationMs: 4000, sinceMsn: 40, sinceShard: 130 },
+    ];
+    assert.equal(entryAtShard(list, 99), list[0]);
+    assert.equal(entryAtShard(list, 100), list[1]);
+    assert.equal(entryAtShard(list, 10_000), list[2]);
+    assert.equal(entryOfMsn(list, 24), list[0]);
+    assert.equal(entryOfMsn(list, 39), list[1]);
+    // Naive walk: every shard's MSN, and every MSN's first shard.
+    let msn = 0;
+    let inSegment = 0;
+    for (let n = 0; n < 200; n++) {
+      const e = entryAtShard(list, n);
+      if (n === e.sinceShard) assert.equal(inSegment, 0, `shard ${n} is a boundary`);
+      assert.equal(msnOfShardIn(list, 500, n), msn, `shard ${n}`);
+      if (inSegment === 0) assert.equal(firstShardOfMsnIn(list, 500, msn), n, `msn ${msn}`);
+      inSegment++;
+      if (inSegment === e.segmentDurationMs / 500) {
+        inSegment = 0;
+        msn++;
+      }
+    }
+    const last = list[2] as SegmentSchedule;
+    const ok = { segmentDurationMs: 2000, sinceMsn: 43, sinceShard: 154 };
+    assert.equal(scheduleChangeProblem(list, ok, ll), undefined);
+    const cases: [Partial<SegmentSchedule>, RegExp][] = [
+      [{ segmentDurationMs: 1500 }, /1500 is not a multiple of 1000 ms \(part duration\)/],
+      [{ segmentDurationMs: 7000 }, /7000 is outside the policy's \[1000, 6000\] ms/],
+      [{ segmentDurationMs: 4000 }, /already the duration in force/],
+      [{ sinceShard: 130, sinceMsn: 40 }, /must be after the last change's first shard 130/],
+      [{ sinceShard: 152 }, /152 is not a segment boundary .*4000 ms segments from shard 130/],
+      [{ sinceMsn: 44 }, /shard 154 starts MSN 43, not 44/],
+    ];
+    for (const [change, problem] of cases) {
+      assert.match(scheduleChangeProblem(list, { ...ok, ...change }, ll) ?? "", problem);
+    }
+    assert.equal(last.sinceShard, 130);
+    assert.match(
+      scheduleChangeProblem(list, { ...ok, segmentDurationMs: 1000 }, standard) ?? "",
+      /1000 is outside the policy's \[1500, 6000\] ms/,
+    );
+    assert.equal(
+      scheduleChangeProblem(list, { ...ok, segmentDurationMs: 2500 }, standard),
+      undefined,
+      "STANDARD aligns to shards",
+    );
+  });
+
   it("rejects inconsistent options, policies and positions", () => {
     const base = { policy: ll, schedule: since0(2000), currentShard: 10, sessions: 1 };
     assert.throws(
@@ -191,6 +268,8 @@ describe("segment granularity", () => {
           let lastChangeMsn = 0;
           for (const sessions of trace) {
             shard += stepShards;
+            // As planRound does: a committed change may still lie ahead; plan from its start.
+            shard = Math.max(shard, schedule.sinceShard);
             const d = planSegmentDuration(
               { policy, schedule, currentShard: shard, sessions },
               defaultGranularityOptions,
@@ -203,15 +282,20 @@ describe("segment granularity", () => {
             assert.ok(Object.values(levels).includes(d.segmentDurationMs));
             if (d.kind === "change") {
               const curMsn = msnOfShard(schedule, policy.shardDurationMs, shard);
-              assert.equal(d.effectiveMsn, curMsn + 1, "the next segment");
-              assert.ok(d.effectiveShard > shard, "never in the past");
+              const perSegment = schedule.segmentDurationMs / policy.shardDurationMs;
+              const leadShards = Math.ceil(
+                defaultGranularityOptions.changeLeadMs / policy.shardDurationMs,
+              );
+              assert.ok(d.effectiveMsn > curMsn, "a later segment");
+              assert.ok(d.effectiveShard > shard + leadShards, "never in the past, with the lead");
               assert.equal(
                 msnOfShard(schedule, policy.shardDurationMs, d.effectiveShard - 1),
-                curMsn,
+                d.effectiveMsn - 1,
+                "at a boundary",
               );
               assert.ok(
-                d.effectiveShard - shard <= schedule.segmentDurationMs / policy.shardDurationMs,
-                "within one segment duration",
+                d.effectiveShard - perSegment <= shard + leadShards,
+                "the first boundary past the lead",
               );
               assert.ok(
                 d.effectiveMsn - lastChangeMsn >=
