@@ -208,6 +208,71 @@ describe("source (manual clock, real HTTP receiver)", function () {
     assert.equal(st.shards.produced, st.lastShard! - 12 + 1);
   });
 
+  it("follows a segment schedule change: MSNs and parts continue from the boundary, each push says its segment's length", async () => {
+    h = harness(ORIGIN + 10_000); // shard 20 = msn 5 part 0
+    const source = addSource(h, fixture, "enc-a", staticPool(0, 1, [receiver.url]));
+    source.start();
+    await h.run(3_000); // shards 20..25
+    // Committed ahead, as the coordinator does: 4 s segments from shard 32 (msn 8).
+    const changed = [
+      { sinceShard: 0, sinceMsn: 0, segmentDurationMs: 2000 },
+      { sinceShard: 32, sinceMsn: 8, segmentDurationMs: 4000 },
+    ];
+    assert.deepEqual(source.setSegmentSchedule(changed), { renumberedShards: [] });
+    await h.run(9_000); // to shard 43
+    const st = source.status();
+    assert.equal(st.timeline.segmentDurationMs, 4000);
+    assert.equal(st.nextMsn, 9 + Math.floor((st.nextShard - 40) / 8));
+    for (const r of fixture.renditions) {
+      const parts = partsOf(receiver.accepted(), r.id).map((p) => ({
+        name: ingestPath(p.path).name,
+        segmentMs: p.headers["x-understudy-segment-duration-ms"],
+        timelineMs: Number(p.headers["x-understudy-timeline-ms"]),
+        independent: p.headers["x-understudy-independent"],
+      }));
+      const expected = Array.from({ length: 24 }, (_, i) => {
+        const n = 20 + i;
+        const name =
+          n < 32
+            ? `${Math.floor(n / 4)}.${n % 4}.m4s`
+            : `${8 + Math.floor((n - 32) / 8)}.${(n - 32) % 8}.m4s`;
+        return {
+          name,
+          segmentMs: n < 32 ? "2000" : "4000",
+          timelineMs: n * 500,
+          independent: n % 4 === 0 ? "1" : "0",
+        };
+      });
+      assert.deepEqual(parts.slice(0, 24), expected);
+      const segs = receiver
+        .accepted()
+        .filter((x) => /\/\d+\.m4s$/.test(x.path) && ingestPath(x.path).rendition === r.id);
+      assert.deepEqual(
+        segs.map((x) => [ingestPath(x.path).name, x.headers["x-understudy-duration-ms"]]),
+        [
+          ["5.m4s", "2000"],
+          ["6.m4s", "2000"],
+          ["7.m4s", "2000"],
+          ["8.m4s", "4000"],
+        ],
+      );
+      const eight = segs[3]!;
+      assert.equal(splitFragments(new Uint8Array(eight.body)).length, 8);
+      assert.equal(eight.headers["x-understudy-timeline-ms"], String(32 * 500));
+    }
+    // A change learned after it should have applied is reported, not hidden.
+    const late = source.setSegmentSchedule([
+      ...changed,
+      { sinceShard: 40, sinceMsn: 9, segmentDurationMs: 1000 },
+    ]);
+    // 40, 41 were 9.0, 9.1 either way; 42, 43 went out as 9.2, 9.3 and would now be 10.0, 10.1.
+    assert.deepEqual(late.renumberedShards, [42, 43]);
+    assert.throws(
+      () => source.setSegmentSchedule([{ sinceShard: 0, sinceMsn: 0, segmentDurationMs: 1250 }]),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument,
+    );
+  });
+
   it("two pool members with complementary shards push every shard exactly once, byte-identical", async () => {
     h = harness(ORIGIN + 20_000);
     const a = addSource(h, fixture, "enc-a", staticPool(0, 2, [receiver.url]));

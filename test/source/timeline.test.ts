@@ -6,9 +6,11 @@ import {
   buildSegment,
   buildShard,
   type Fixture,
+  firstShardOf,
   loadFixture,
   parseShardMap,
   rangeOf,
+  type ScheduleEntry,
   sequenceNumberOf,
   shardAt,
   shardPosition,
@@ -43,6 +45,8 @@ describe("source/timeline", () => {
       readyAtMs: ORIGIN + 19_000,
       independent: false,
       lastOfSegment: false,
+      segmentDurationMs: 2000,
+      partsPerSegment: 4,
     });
     assert.equal(shardPosition(t, 39).lastOfSegment, true);
     assert.equal(shardPosition(t, 40).independent, true);
@@ -86,6 +90,78 @@ describe("source/timeline", () => {
     assert.equal(info.tracks[0]!.baseMediaDecodeTime, BigInt(far) * 7680n);
   });
 
+  it("cuts segments by a schedule: numbering continues across each change, independence is the fixture's", () => {
+    // 2 s segments (4 parts) to msn 10, 4 s (8 parts) from shard 40 (msn 10), 1 s (2 parts) from shard 64 (msn 13).
+    const schedule = [
+      { sinceShard: 0, sinceMsn: 0, segmentDurationMs: 2000 },
+      { sinceShard: 40, sinceMsn: 10, segmentDurationMs: 4000 },
+      { sinceShard: 64, sinceMsn: 13, segmentDurationMs: 1000 },
+    ];
+    const t = timelineOf(fixture, ORIGIN, schedule);
+    // A naive walk: count parts, open a new segment when the count reaches the duration in force.
+    let msn = 0;
+    let part = 0;
+    for (let n = 0; n < 90; n++) {
+      const ms = n < 40 ? 2000 : n < 64 ? 4000 : 1000;
+      const pos = shardPosition(t, n);
+      assert.deepEqual([pos.msn, pos.partIndex], [msn, part], `shard ${n}`);
+      assert.equal(pos.segmentDurationMs, ms);
+      assert.equal(pos.lastOfSegment, part === ms / 500 - 1);
+      assert.equal(pos.timelineMs, n * 500, "media time does not depend on the schedule");
+      assert.equal(pos.independent, n % 4 === 0, "keyframes where the fixture has them");
+      if (part === 0) assert.equal(firstShardOf(t, msn), n);
+      part++;
+      if (part === ms / 500) {
+        part = 0;
+        msn++;
+      }
+    }
+    const r = fixture.renditions[0]!;
+    const long = splitFragments(buildSegment(t, r, 11));
+    assert.equal(long.length, 8);
+    for (const [i, f] of long.entries()) assert.deepEqual(f.bytes, buildShard(t, r, 48 + i));
+    assert.equal(splitFragments(buildSegment(t, r, 14)).length, 2);
+    // Shards are the same bytes whatever the schedule: segments only group them.
+    assert.deepEqual(buildShard(t, r, 50), buildShard(timelineOf(fixture, ORIGIN), r, 50));
+  });
+
+  it("refuses schedules it cannot cut, naming the entry", () => {
+    const bad: [unknown[], RegExp][] = [
+      [[], /needs at least one entry/],
+      [
+        [{ sinceShard: 0, sinceMsn: 0, segmentDurationMs: 1250 }],
+        /schedule\[0\]\.segmentDurationMs: 1250/,
+      ],
+      [
+        [
+          { sinceShard: 0, sinceMsn: 0, segmentDurationMs: 2000 },
+          { sinceShard: 42, sinceMsn: 10, segmentDurationMs: 4000 },
+        ],
+        /schedule\[1\]: shard 42 \/ msn 10 is not a segment boundary/,
+      ],
+      [
+        [
+          { sinceShard: 0, sinceMsn: 0, segmentDurationMs: 2000 },
+          { sinceShard: 40, sinceMsn: 11, segmentDurationMs: 4000 },
+        ],
+        /schedule\[1\]/,
+      ],
+      [
+        [{ sinceShard: -4, sinceMsn: 0, segmentDurationMs: 2000 }],
+        /sinceShard: must be a non-negative/,
+      ],
+    ];
+    for (const [schedule, message] of bad) {
+      assert.throws(() => timelineOf(fixture, ORIGIN, schedule as ScheduleEntry[]), message);
+    }
+    // A schedule pruned of its oldest entries starts later: earlier shards have no number.
+    const pruned = timelineOf(fixture, ORIGIN, [
+      { sinceShard: 400, sinceMsn: 100, segmentDurationMs: 2000 },
+    ]);
+    assert.equal(shardPosition(pruned, 401).msn, 100);
+    assert.throws(() => shardPosition(pruned, 399), /before the segment schedule/);
+  });
+
   it("produces byte-identical shards from independently loaded fixtures", async () => {
     const other = await loadFixture();
     const a = timelineOf(fixture, ORIGIN);
@@ -111,7 +187,11 @@ describe("source/shard-map", () => {
     });
     const owners = (unit: "shard" | "segment") =>
       Array.from({ length: 10 }, (_, n) =>
-        targetsFor(pool(0, unit), "x", n, 4) ? 0 : targetsFor(pool(1, unit), "x", n, 4) ? 1 : -1,
+        targetsFor(pool(0, unit), "x", n, Math.floor(n / 4))
+          ? 0
+          : targetsFor(pool(1, unit), "x", n, Math.floor(n / 4))
+            ? 1
+            : -1,
       );
     assert.deepEqual(owners("shard"), [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
     assert.deepEqual(owners("segment"), [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]);
@@ -135,9 +215,9 @@ describe("source/shard-map", () => {
     assert.equal(rangeOf(map, 10), undefined, "gap: nobody in this pool");
     assert.equal(rangeOf(map, 1e12)!.encoderId, "b");
     const a: Assignment = { kind: "map", map };
-    assert.deepEqual(targetsFor(a, "a", 3, 4), [target]);
-    assert.equal(targetsFor(a, "b", 3, 4), undefined);
-    assert.deepEqual(targetsFor(a, "b", 25, 4), [target, "https://x:1"]);
+    assert.deepEqual(targetsFor(a, "a", 3, 0), [target]);
+    assert.equal(targetsFor(a, "b", 3, 0), undefined);
+    assert.deepEqual(targetsFor(a, "b", 25, 6), [target, "https://x:1"]);
   });
 
   it("rejects malformed maps naming the field", () => {

@@ -1,10 +1,14 @@
 /**
  * Coordinator-driven encoder pool: the source reads its stream's timeline
- * origin and shard map from the coordinator (any node: the API is served by
- * followers too) and follows ChainService.WatchChain, so shard reassignment
- * after an encoder failure, dual ingest to a handover standby and the move
- * away from a drained packager all reach the encoders without a restart.
- * Reconnects with jittered, bounded backoff across the coordinator list.
+ * origin, segment schedule and shard map from the coordinator (any node: the
+ * API is served by followers too) and follows ChainService.WatchChain, so
+ * shard reassignment after an encoder failure, dual ingest to a handover
+ * standby, the move away from a drained packager and segment duration
+ * changes all reach the encoders without a restart. The chain graph does not
+ * carry the schedule: on every chain update (a schedule change is a stream
+ * change) the source re-reads the stream from the node that sent the update,
+ * which has applied at least that change. Reconnects with jittered, bounded
+ * backoff across the coordinator list.
  */
 import { createGrpcClient } from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
@@ -13,11 +17,31 @@ import {
   ChainService,
 } from "../../../proto/gen/understudy/api/v1/chain_service_pb.ts";
 import { StreamService } from "../../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import type { Stream } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
 import type { ShardMap } from "./shard-map.ts";
+import type { ScheduleEntry } from "./timeline.ts";
 
 export interface StreamPlan {
   readonly timelineOriginMs: number;
   readonly map: ShardMap | undefined;
+  /** The stream's segment schedule; undefined when the stream has none (only its target). */
+  readonly schedule: readonly ScheduleEntry[] | undefined;
+  /** The stream's shard duration (must equal the fixture's part duration to follow it). */
+  readonly shardDurationMs: number;
+}
+
+/** Stream.segment_schedule as the source timeline's entries (the spec's target from 0 when empty). */
+export function scheduleOfStream(stream: Stream | undefined): readonly ScheduleEntry[] | undefined {
+  if (!stream) return undefined;
+  if (stream.segmentSchedule.length === 0) {
+    const target = stream.spec?.segmentPolicy?.segmentDurationTargetMs ?? 0;
+    return target > 0 ? [{ sinceShard: 0, sinceMsn: 0, segmentDurationMs: target }] : undefined;
+  }
+  return stream.segmentSchedule.map((e) => ({
+    sinceShard: Number(e.sinceShard),
+    sinceMsn: Number(e.sinceMsn),
+    segmentDurationMs: e.segmentDurationMs,
+  }));
 }
 
 /** The source's shard map for a chain graph: replica ids become packager base URLs. */
@@ -60,7 +84,12 @@ export async function fetchStreamPlan(
       );
       const origin = Number(stream?.spec?.timelineOriginUnixMs || stream?.createdUnixMs || 0n);
       const { graph } = await chains.getChain({ streamId }, { timeoutMs: 2000, signal });
-      return { timelineOriginMs: origin, map: graph ? shardMapOfGraph(graph) : undefined };
+      return {
+        timelineOriginMs: origin,
+        map: graph ? shardMapOfGraph(graph) : undefined,
+        schedule: scheduleOfStream(stream),
+        shardDurationMs: stream?.spec?.shardDurationMs ?? 0,
+      };
     } catch (err) {
       if (signal.aborted) throw err;
       log.warn("waiting for the stream on the coordinator", { address, err });
@@ -76,11 +105,18 @@ export async function fetchStreamPlan(
   }
 }
 
+/**
+ * Follows the stream's chain: `apply` gets each shard map; with
+ * `applySchedule`, every update also re-reads the stream and passes its
+ * segment schedule (before the map: a map may hand over past shards, which
+ * the schedule numbers).
+ */
 export function followChain(
   addresses: readonly string[],
   streamId: string,
   apply: (map: ShardMap) => void,
   log: Logger,
+  applySchedule?: (schedule: readonly ScheduleEntry[]) => void,
 ): Follower {
   const ac = new AbortController();
   void (async () => {
@@ -88,9 +124,19 @@ export function followChain(
     while (!ac.signal.aborted) {
       const address = addresses[attempt % addresses.length] as string;
       const client = createGrpcClient(ChainService, address, { keepaliveMs: 10_000 });
+      const streams = createGrpcClient(StreamService, address);
       try {
         for await (const update of client.watchChain({ streamId }, { signal: ac.signal })) {
           attempt = 0;
+          if (applySchedule) {
+            // This node sent the update, so it has applied it: a local read is fresh enough.
+            const { stream } = await streams.getStream(
+              { streamId, staleOk: true },
+              { timeoutMs: 2000, signal: ac.signal },
+            );
+            const schedule = scheduleOfStream(stream);
+            if (schedule) applySchedule(schedule);
+          }
           const map = update.graph ? shardMapOfGraph(update.graph) : undefined;
           if (map) apply(map);
         }
@@ -99,6 +145,7 @@ export function followChain(
         log.warn("chain watch interrupted; reconnecting", { address, err });
       } finally {
         client.close();
+        streams.close();
       }
       attempt++;
       await delay(

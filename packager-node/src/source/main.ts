@@ -12,6 +12,19 @@ import { type Fixture, FixtureError, loadFixture } from "./fixture.ts";
 import { fetchStreamPlan, followChain } from "./follow.ts";
 import { createSource } from "./source.ts";
 import { type StatusServer, startStatusServer } from "./status-server.ts";
+import type { ScheduleEntry } from "./timeline.ts";
+
+function sameSchedule(a: readonly ScheduleEntry[], b: readonly ScheduleEntry[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every(
+      (e, i) =>
+        e.sinceShard === b[i]?.sinceShard &&
+        e.sinceMsn === b[i]?.sinceMsn &&
+        e.segmentDurationMs === b[i]?.segmentDurationMs,
+    )
+  );
+}
 
 const usage = `Usage: understudy source --config FILE [--check]
 
@@ -81,11 +94,21 @@ export async function main(argv: string[]): Promise<number> {
   process.once("SIGTERM", onEarlySignal);
   let timelineOriginMs = config.timelineOriginMs;
   let assignment = config.assignment;
+  let segmentSchedule: readonly ScheduleEntry[] | undefined;
   const coordinators = config.coordinator?.addresses;
+  /** The coordinator's schedule counts shards of the stream's shard duration; ours are fixture parts. */
+  let followsSchedule = false;
   if (coordinators) {
     try {
       const plan = await fetchStreamPlan(coordinators, config.streamId, logger, stopping.signal);
       timelineOriginMs ??= plan.timelineOriginMs;
+      followsSchedule = plan.shardDurationMs === fixture.partDurationMs;
+      if (!followsSchedule) {
+        logger.error(
+          "the stream's shard duration is not the fixture's part duration: its segment schedule cannot be followed; cutting the fixture's segments",
+          { shardDurationMs: plan.shardDurationMs, fixturePartMs: fixture.partDurationMs },
+        );
+      } else segmentSchedule = plan.schedule;
       // Until the coordinator assigns shards this encoder produces nothing.
       assignment = plan.map
         ? { kind: "map", map: plan.map }
@@ -103,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
       encoderId: config.encoderId,
       fixture,
       timelineOriginMs: timelineOriginMs ?? 0,
+      ...(segmentSchedule ? { segmentSchedule } : {}),
       assignment: assignment ?? { kind: "map", map: { epoch: 0, ranges: [] } },
       segmentPush: config.segmentPush,
       limits: config.push,
@@ -133,6 +157,16 @@ export async function main(argv: string[]): Promise<number> {
           }
         },
         logger,
+        followsSchedule
+          ? (schedule) => {
+              if (sameSchedule(schedule, source.timeline.schedule)) return;
+              try {
+                source.setSegmentSchedule(schedule);
+              } catch (err) {
+                logger.error("segment schedule from the coordinator refused", { err });
+              }
+            }
+          : undefined,
       )
     : undefined;
   let statusServer: StatusServer | undefined;

@@ -3,7 +3,8 @@
  *
  * Two forms:
  * - static pool `{index, size, unit}`: shard n belongs to the encoder with
- *   index (unit === "shard" ? n : msn(n)) mod size; every encoder pushes to
+ *   index (unit === "shard" ? n : msn(n)) mod size (msn by the timeline's
+ *   segment schedule); every encoder pushes to
  *   the same configured targets. "segment" keeps a segment's parts on one
  *   encoder (it can then also push the complete segment from its own parts).
  * - shard map `{epoch, ranges}` (from the coordinator): ranges of shard
@@ -135,17 +136,17 @@ export function rangeOf(map: ShardMap, shard: number): ShardRange | undefined {
 }
 
 /**
- * Targets encoder `encoderId` must push shard `shard` to, or undefined when
- * the shard is not this encoder's.
+ * Targets encoder `encoderId` must push shard `shard` (of segment `msn`) to,
+ * or undefined when the shard is not this encoder's.
  */
 export function targetsFor(
   a: Assignment,
   encoderId: string,
   shard: number,
-  partsPerSegment: number,
+  msn: number,
 ): readonly string[] | undefined {
   if (a.kind === "static") {
-    const unit = a.pool.unit === "shard" ? shard : Math.floor(shard / partsPerSegment);
+    const unit = a.pool.unit === "shard" ? shard : msn;
     return unit % a.pool.size === a.pool.index ? a.targets : undefined;
   }
   const range = rangeOf(a.map, shard);

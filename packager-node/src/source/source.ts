@@ -19,6 +19,17 @@
  * Shards the previous assignment already gave this encoder are not produced
  * again.
  *
+ * Segment granularity: segments are cut by the stream's segment schedule
+ * (`segmentSchedule`, replaced at run time by `setSegmentSchedule` when the
+ * coordinator commits a change). A change applies from its first shard on,
+ * which the coordinator commits ahead of time; MSNs and part indexes then
+ * continue from the boundary, and every part push says how long its segment
+ * is (`X-Understudy-Segment-Duration-Ms`), so packagers close segments of
+ * any length without knowing the schedule. A schedule that arrives after
+ * shards it renumbers were pushed cannot undo those pushes: that is logged
+ * (it means the change reached this encoder later than the coordinator's
+ * lead time).
+ *
  * Complete segments (`segmentPush`):
  * - "last-shard-owner" (default): the encoder that owns the last shard of
  *   segment m also pushes `{m}.m4s`, the concatenation of m's parts. It can,
@@ -51,7 +62,8 @@ import { type Assignment, assignmentEpoch, parseShardMap, targetsFor } from "./s
 import {
   buildSegment,
   buildShard,
-  segmentDurationMs,
+  firstShardOf,
+  type ScheduleEntry,
   shardAt,
   shardPosition,
   type Timeline,
@@ -68,6 +80,12 @@ export interface SourceOptions {
   readonly renditions?: readonly string[];
   /** Wall-clock ms of media time 0; every encoder of the pool must use the same value. */
   readonly timelineOriginMs: number;
+  /**
+   * How segments are cut (the coordinator's Stream.segment_schedule); every
+   * encoder of the pool must use the same. Default: the fixture's segment
+   * duration from shard 0.
+   */
+  readonly segmentSchedule?: readonly ScheduleEntry[];
   readonly assignment: Assignment;
   readonly segmentPush?: SegmentPush;
   readonly limits?: Partial<PushLimits>;
@@ -97,9 +115,11 @@ export interface SourceStatus {
   readonly timeline: {
     originMs: number;
     partDurationMs: number;
+    /** Of the segment being produced next. */
     segmentDurationMs: number;
     partsPerSegment: number;
     loopDurationMs: number;
+    segmentSchedule: readonly ScheduleEntry[];
   };
   readonly renditions: readonly string[];
   readonly nextShard: number;
@@ -111,6 +131,7 @@ export interface SourceStatus {
 }
 
 export interface LiveSource {
+  /** The timeline in force (replaced by setSegmentSchedule). */
   readonly timeline: Timeline;
   /** Begins producing from the shard in progress now (its end is the first deadline). */
   start(): void;
@@ -128,6 +149,13 @@ export interface LiveSource {
     effectiveFromShard: number;
     takenOver: readonly number[];
   };
+  /**
+   * Replaces the segment schedule (the coordinator's, whole). Shards not yet
+   * produced are cut by it. Returns the shards already pushed that it numbers
+   * differently (a change learned too late; empty normally). Throws
+   * ConnectError InvalidArgument for a schedule this fixture cannot follow.
+   */
+  setSegmentSchedule(schedule: readonly ScheduleEntry[]): { renumberedShards: readonly number[] };
   status(): SourceStatus;
   /** Resolves when no push request is in flight (for tests driving a manual scheduler). */
   settled(): Promise<void>;
@@ -147,7 +175,17 @@ export function createSource(opts: SourceOptions): LiveSource {
   const targetsMax = opts.targetsMax ?? 64;
   const segmentPush = opts.segmentPush ?? "last-shard-owner";
   const fixture = opts.fixture;
-  const timeline = timelineOf(fixture, opts.timelineOriginMs);
+  const timelineFor = (schedule: readonly ScheduleEntry[] | undefined) => {
+    try {
+      return timelineOf(fixture, opts.timelineOriginMs, schedule);
+    } catch (err) {
+      if (err instanceof RangeError) throw invalidArgument("segmentSchedule", err.message);
+      throw err;
+    }
+  };
+  let timeline = timelineFor(opts.segmentSchedule);
+  /** Schedule entries (by sinceShard) already warned about for cutting segments off keyframes. */
+  const warnedOffKeyframe = new Set<number>();
 
   const wanted = opts.renditions ?? fixture.renditions.map((r) => r.id);
   const renditions: FixtureRendition[] = wanted.map((id) => {
@@ -224,23 +262,39 @@ export function createSource(opts: SourceOptions): LiveSource {
     durationMs: number,
     independent: boolean,
     timelineMs: number,
+    segmentMs: number,
   ): Record<string, string> => ({
     "Content-Type": r.contentType,
     "X-Understudy-Duration-Ms": String(durationMs),
     "X-Understudy-Independent": independent ? "1" : "0",
     "X-Understudy-Timeline-Ms": String(timelineMs),
     "X-Understudy-Program-Date-Time": new Date(timeline.originMs + timelineMs).toISOString(),
+    "X-Understudy-Segment-Duration-Ms": String(segmentMs),
     "X-Understudy-Sha256": sha256Hex(body),
   });
 
   const produce = (shard: number) => {
-    const owned = targetsFor(assignment, opts.encoderId, shard, timeline.partsPerSegment);
+    const pos = shardPosition(timeline, shard);
+    const owned = targetsFor(assignment, opts.encoderId, shard, pos.msn);
     if (!owned) {
       counts.notOwned++;
       return;
     }
     const epoch = assignmentEpoch(assignment);
-    const pos = shardPosition(timeline, shard);
+    if (pos.partIndex === 0 && !pos.independent) {
+      // Once per schedule entry: the entry in force for this shard.
+      let since = 0;
+      for (const e of timeline.schedule) if (e.sinceShard <= shard) since = e.sinceShard;
+      if (!warnedOffKeyframe.has(since)) {
+        warnedOffKeyframe.add(since);
+        logger.warn("segment does not start with a keyframe: the fixture cannot insert one", {
+          msn: pos.msn,
+          shard,
+          segmentDurationMs: pos.segmentDurationMs,
+          keyframeEveryMs: timeline.keyframeEveryParts * timeline.partDurationMs,
+        });
+      }
+    }
     const pushTargets = owned.map(targetFor).filter((t): t is PushTarget => t !== undefined);
     for (const r of renditions) {
       const body = buildShard(timeline, r, shard);
@@ -249,19 +303,33 @@ export function createSource(opts: SourceOptions): LiveSource {
         rendition: r.id,
         name: `${pos.msn}.${pos.partIndex}.m4s`,
         body,
-        headers: headersFor(r, body, timeline.partDurationMs, pos.independent, pos.timelineMs),
+        headers: headersFor(
+          r,
+          body,
+          timeline.partDurationMs,
+          pos.independent,
+          pos.timelineMs,
+          pos.segmentDurationMs,
+        ),
         readyAtMs: pos.readyAtMs,
       };
       for (const t of pushTargets) t.enqueue(part, epoch);
       if (pos.lastOfSegment && segmentPush === "last-shard-owner") {
         const segBody = buildSegment(timeline, r, pos.msn);
-        const segStartMs = pos.msn * segmentDurationMs(timeline);
+        const first = shardPosition(timeline, firstShardOf(timeline, pos.msn));
         const segment: PushItem = {
           kind: "segment",
           rendition: r.id,
           name: `${pos.msn}.m4s`,
           body: segBody,
-          headers: headersFor(r, segBody, segmentDurationMs(timeline), true, segStartMs),
+          headers: headersFor(
+            r,
+            segBody,
+            pos.segmentDurationMs,
+            first.independent,
+            first.timelineMs,
+            pos.segmentDurationMs,
+          ),
           readyAtMs: pos.readyAtMs,
         };
         for (const t of pushTargets) t.enqueue(segment, epoch);
@@ -277,11 +345,16 @@ export function createSource(opts: SourceOptions): LiveSource {
    */
   const takeOver = (previous: Assignment): number[] => {
     if (!running) return [];
-    const pps = timeline.partsPerSegment;
     const shards: number[] = [];
     for (let n = Math.max(startShard, nextShard - takeoverShardsMax); n < nextShard; n++) {
-      if (targetsFor(previous, opts.encoderId, n, pps) !== undefined) continue;
-      if (targetsFor(assignment, opts.encoderId, n, pps) === undefined) continue;
+      let msn: number;
+      try {
+        msn = shardPosition(timeline, n).msn;
+      } catch {
+        continue; // before the schedule this source holds: nobody can number it
+      }
+      if (targetsFor(previous, opts.encoderId, n, msn) !== undefined) continue;
+      if (targetsFor(assignment, opts.encoderId, n, msn) === undefined) continue;
       shards.push(n);
     }
     for (const n of shards) {
@@ -329,7 +402,9 @@ export function createSource(opts: SourceOptions): LiveSource {
   }
 
   return {
-    timeline,
+    get timeline() {
+      return timeline;
+    },
     start() {
       if (running) throw failedPrecondition("source already started");
       running = true;
@@ -376,7 +451,46 @@ export function createSource(opts: SourceOptions): LiveSource {
       });
       return { epoch: map.epoch, effectiveFromShard: nextShard, takenOver };
     },
+    setSegmentSchedule(schedule) {
+      const next = timelineFor(schedule);
+      const previous = timeline;
+      // Shards already pushed (bounded like takeovers) that the new schedule numbers otherwise.
+      const renumberedShards: number[] = [];
+      if (running) {
+        for (let n = Math.max(startShard, nextShard - takeoverShardsMax); n < nextShard; n++) {
+          try {
+            const a = shardPosition(previous, n);
+            const b = shardPosition(next, n);
+            if (a.msn !== b.msn || a.partIndex !== b.partIndex) renumberedShards.push(n);
+          } catch {
+            // outside one of the schedules: nothing to compare
+          }
+        }
+      }
+      timeline = next;
+      if (renumberedShards.length > 0) {
+        logger.error("segment schedule arrived after shards it renumbers were pushed", {
+          firstShard: renumberedShards[0],
+          count: renumberedShards.length,
+        });
+      }
+      logger.info("segment schedule replaced", {
+        entries: schedule.length,
+        nextShard,
+        nextMsn: running ? shardPosition(timeline, nextShard).msn : undefined,
+        segmentDurationMs: running
+          ? shardPosition(timeline, nextShard).segmentDurationMs
+          : undefined,
+      });
+      return { renumberedShards };
+    },
     status() {
+      let next: ReturnType<typeof shardPosition> | undefined;
+      try {
+        next = shardPosition(timeline, nextShard);
+      } catch {
+        next = undefined;
+      }
       return {
         streamId: opts.streamId,
         encoderId: opts.encoderId,
@@ -389,13 +503,14 @@ export function createSource(opts: SourceOptions): LiveSource {
         timeline: {
           originMs: timeline.originMs,
           partDurationMs: timeline.partDurationMs,
-          segmentDurationMs: segmentDurationMs(timeline),
-          partsPerSegment: timeline.partsPerSegment,
+          segmentDurationMs: next?.segmentDurationMs ?? 0,
+          partsPerSegment: next?.partsPerSegment ?? 0,
           loopDurationMs: fixture.loopDurationMs,
+          segmentSchedule: timeline.schedule,
         },
         renditions: renditions.map((r) => r.id),
         nextShard,
-        nextMsn: Math.floor(nextShard / timeline.partsPerSegment),
+        nextMsn: next?.msn ?? -1,
         lastShard,
         shards: { ...counts },
         targets: [...targets.values()].map((t) => t.status()),
