@@ -31,8 +31,20 @@ async function startWithControl(
   return node;
 }
 
-/** The shared test StreamSpec with this file's two-rendition ladder. */
-const spec = (id = "s1") => ({ ...streamSpec(id), renditions: originSpecRenditions });
+/**
+ * The shared test StreamSpec with this file's two-rendition ladder, its
+ * segments bounded by the 2 s of originConfig's static stream: the primary
+ * here is configured statically, and replicas of one stream must agree on
+ * the bound their EXT-X-TARGETDURATION comes from.
+ */
+const spec = (id = "s1") => {
+  const base = streamSpec(id);
+  return {
+    ...base,
+    renditions: originSpecRenditions,
+    segmentPolicy: { ...base.segmentPolicy, segmentDurationMaxMs: 2000 },
+  };
+};
 
 async function rejectsWith(p: Promise<unknown>, code: number, re: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {

@@ -35,7 +35,7 @@ function segs(firstMsn: number, count: number, opts: { pdt?: boolean } = {}): Se
 function llInput(over: Partial<MediaPlaylistInput> = {}): MediaPlaylistInput {
   return {
     latency: "low",
-    targetSegmentDurationMs: 2000,
+    maxSegmentDurationMs: 2000,
     targetPartDurationMs: 500,
     segments: segs(10, 6, { pdt: true }),
     open: { msn: 16, parts: parts(2) },
@@ -183,6 +183,113 @@ describe("packager playlist writer: LL-HLS media playlist", () => {
   });
 });
 
+describe("packager playlist writer: segment durations that change (segment granularity)", () => {
+  /** 2 s segments (4 parts) up to msn 12, then 4 s (8 parts) from msn 13: the schedule's change. */
+  const varying = (from: number, to: number): SegmentView[] =>
+    Array.from({ length: to - from + 1 }, (_, i) => {
+      const msn = from + i;
+      const long = msn >= 13;
+      return {
+        msn,
+        durationMs: long ? 4000 : 2000,
+        gap: false,
+        timelineMs: long ? 26_000 + (msn - 13) * 4000 : msn * 2000,
+        pdtMs: T0 + (long ? 26_000 + (msn - 13) * 4000 : msn * 2000),
+        parts: parts(long ? 8 : 4),
+      };
+    });
+
+  it("writes each EXTINF from its segment; target duration and hold-backs from the stream's maximum", () => {
+    const text = writeMediaPlaylist(
+      llInput({
+        maxSegmentDurationMs: 4000,
+        segments: varying(10, 14),
+        open: { msn: 15, parts: parts(3) },
+      }),
+    );
+    const head =
+      "#EXTM3U\n" +
+      "#EXT-X-VERSION:6\n" +
+      "#EXT-X-TARGETDURATION:4\n" +
+      "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500,HOLD-BACK=12.000\n" +
+      "#EXT-X-PART-INF:PART-TARGET=0.500\n" +
+      "#EXT-X-MEDIA-SEQUENCE:10\n";
+    assert.ok(text.startsWith(head), text);
+    const extinf = [...text.matchAll(/#EXTINF:([\d.]+),\n(\d+)\.m4s/g)].map((m) => [m[2], m[1]]);
+    assert.deepEqual(extinf, [
+      ["10", "2.000"],
+      ["11", "2.000"],
+      ["12", "2.000"],
+      ["13", "4.000"],
+      ["14", "4.000"],
+    ]);
+    // Parts of the last 3 target durations (12 s): 12, 13, 14 and the open 15.
+    assert.ok(!text.includes('URI="11.0.m4s"'));
+    assert.ok(text.includes('#EXT-X-PART:DURATION=0.500,URI="12.0.m4s",INDEPENDENT=YES\n'));
+    assert.ok(text.includes('URI="13.7.m4s"'));
+    // One PROGRAM-DATE-TIME: the timeline is continuous across the change.
+    assert.equal(text.match(/#EXT-X-PROGRAM-DATE-TIME/g)?.length, 1);
+    const m = parseStrict(text);
+    assert.equal(m.targetDuration, 4);
+    assert.deepEqual(
+      m.segments?.map((x) => x.duration),
+      [2, 2, 2, 4, 4],
+    );
+    assert.equal(m.partTargetDuration, 0.5);
+  });
+
+  it("never changes the target duration or hold-backs while the window slides across the change", () => {
+    const headers = new Set<string>();
+    for (let last = 12; last <= 24; last++) {
+      const text = writeMediaPlaylist(
+        llInput({
+          maxSegmentDurationMs: 4000,
+          segments: varying(Math.max(6, last - 5), last),
+          open: { msn: last + 1, parts: parts(1) },
+        }),
+      );
+      headers.add(text.split("\n").slice(0, 5).join("\n"));
+      parseStrict(text);
+    }
+    assert.deepEqual(
+      [...headers],
+      [
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:4\n" +
+          "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500,HOLD-BACK=12.000\n" +
+          "#EXT-X-PART-INF:PART-TARGET=0.500",
+      ],
+    );
+    // Only a segment longer than the stream allows (an encoder out of bounds) raises it.
+    const over = writeMediaPlaylist(
+      llInput({
+        maxSegmentDurationMs: 4000,
+        segments: [{ ...varying(13, 13)[0]!, durationMs: 4600 }],
+        open: undefined,
+      }),
+    );
+    assert.ok(over.includes("#EXT-X-TARGETDURATION:5\n"));
+  });
+
+  it("lists varying durations in the DASH SegmentTimeline with $Number$ still the MSN", () => {
+    const text = writeDashMpd({
+      renditions: [{ info: video720, segments: varying(11, 15) }],
+      availabilityStartTimeMs: T0,
+      maxSegmentDurationMs: 4000,
+      presentationDelayMs: 12_000,
+    });
+    assert.ok(text.includes('startNumber="11"'));
+    assert.ok(
+      text.includes(
+        '            <S t="22000" d="2000" r="1"/>\n            <S d="4000" r="2"/>\n          </SegmentTimeline>',
+      ),
+      text,
+    );
+    assert.ok(text.includes('minimumUpdatePeriod="PT4S" minBufferTime="PT4S"'));
+    assert.ok(text.includes('timeShiftBufferDepth="PT16S" suggestedPresentationDelay="PT12S"'));
+    assert.ok(text.includes('publishTime="2024-01-01T00:00:38.000Z"'));
+  });
+});
+
 describe("packager playlist writer: classic HLS media playlist", () => {
   it("writes the hand-checked classic playlist with a gap and no LL tags", () => {
     const segments: SegmentView[] = [
@@ -193,7 +300,7 @@ describe("packager playlist writer: classic HLS media playlist", () => {
     ];
     const text = writeMediaPlaylist({
       latency: "standard",
-      targetSegmentDurationMs: 4000,
+      maxSegmentDurationMs: 4000,
       targetPartDurationMs: 1000,
       segments,
       open: { msn: 5, parts: parts(1) },
@@ -299,7 +406,7 @@ describe("packager playlist writer: DASH MPD", () => {
         { info: aac, segments },
       ],
       availabilityStartTimeMs: T0,
-      targetSegmentDurationMs: 2000,
+      maxSegmentDurationMs: 2000,
       presentationDelayMs: 6000,
       utcTimingUri: "/utc",
     });

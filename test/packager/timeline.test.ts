@@ -73,6 +73,94 @@ describe("packager timeline: sequencing from the source timeline", () => {
     assert.equal(t.findClosed(3)?.durationMs, 1998);
   });
 
+  it("closes each segment at the duration its parts declare, whatever the configured target", () => {
+    const t = new RenditionTimeline({
+      windowSegments: 6,
+      targetSegmentDurationMs: 2000,
+      segmentBytesMax: 10_000,
+      closeAtMs: 2000,
+      hash: (b) => sha(b),
+    });
+    const part = (msn: number, i: number, segmentMs: number, atMs: number) =>
+      t.putPart(
+        msn,
+        i,
+        obj(`${msn}.${i}`, { durationMs: 500, timelineMs: atMs, segmentDurationMs: segmentMs }),
+      );
+    for (let i = 0; i < 4; i++) part(10, i, 2000, 20_000 + i * 500);
+    assert.equal(t.lastClosedMsn(), 10, "2 s declared: closed at its 4th part");
+    // From msn 11 the source cuts 4 s segments: 8 parts, not closed at the 2 s target.
+    for (let i = 0; i < 4; i++) part(11, i, 4000, 22_000 + i * 500);
+    assert.equal(t.lastClosedMsn(), 10, "2000 of 4000 ms: still open");
+    assert.equal(t.satisfies(11, undefined), false);
+    for (let i = 4; i < 8; i++) part(11, i, 4000, 22_000 + i * 500);
+    assert.equal(t.lastClosedMsn(), 11);
+    assert.equal(t.findClosed(11)?.durationMs, 4000);
+    assert.equal(t.findClosed(11)?.parts.length, 8);
+    // And back to 1 s (2 parts).
+    part(12, 0, 1000, 26_000);
+    part(12, 1, 1000, 26_500);
+    assert.equal(t.lastClosedMsn(), 12);
+    assert.deepEqual(
+      t.segmentViews().map((x) => [x.msn, x.durationMs, x.timelineMs]),
+      [
+        [10, 2000, 20_000],
+        [11, 4000, 22_000],
+        [12, 1000, 26_000],
+      ],
+    );
+    // Parts of one segment must agree on its length; nothing is stored otherwise.
+    part(13, 0, 1000, 27_000);
+    const v = t.version;
+    rejects(
+      () => part(13, 1, 4000, 27_500),
+      409,
+      /declares a 4000 ms segment, but segment 13 was started as 1000 ms/,
+    );
+    assert.equal(t.version, v);
+    assert.equal(t.open?.parts.length, 1);
+  });
+
+  it("marks segments skipped across a duration change as gaps with their own lengths, never renumbered", () => {
+    const t = timeline([], 8);
+    const seg = (msn: number, ms: number, atMs: number) =>
+      t.putSegment(msn, obj(`s${msn}`, { durationMs: ms, timelineMs: atMs }));
+    // 2 s to msn 11, then 4 s from msn 12 (timeline 24 s): 11 and 12 never arrive.
+    seg(10, 2000, 20_000);
+    t.putPart(13, 0, obj("13.0", { durationMs: 500, timelineMs: 28_000, segmentDurationMs: 4000 }));
+    assert.deepEqual(
+      t.segmentViews().map((x) => [x.msn, x.gap, x.durationMs, x.timelineMs]),
+      [
+        [10, false, 2000, 20_000],
+        [11, true, 2000, 22_000],
+        [12, true, 4000, 24_000],
+      ],
+    );
+    assert.equal(t.open?.msn, 13, "the next segment keeps its number");
+    // A segment cut short before a hole is padded up to the length its parts declared.
+    const u = timeline([], 8);
+    for (let i = 0; i < 2; i++)
+      u.putPart(
+        20,
+        i,
+        obj(`20.${i}`, { durationMs: 500, timelineMs: 40_000 + i * 500, segmentDurationMs: 4000 }),
+      );
+    u.putPart(23, 0, obj("23.0", { durationMs: 500, timelineMs: 50_000, segmentDurationMs: 2000 }));
+    assert.deepEqual(
+      u.segmentViews().map((x) => [x.msn, x.gap, x.durationMs, x.timelineMs]),
+      [
+        [20, false, 4000, 40_000],
+        [21, true, 4000, 44_000],
+        [22, true, 2000, 48_000],
+      ],
+    );
+    assert.deepEqual(
+      u.findClosed(20)?.parts.map((p) => p.gap),
+      [false, false, true, true, true, true, true, true],
+      "its lost tail is GAP=YES parts",
+    );
+  });
+
   it("validates before it mutates: a rejected put leaves the version and contents unchanged", () => {
     const t = timeline();
     t.putPart(1, 0, obj("a"));

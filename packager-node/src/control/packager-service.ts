@@ -95,6 +95,8 @@ export function streamDefFromSpec(
     id: spec.id,
     latency: low ? "low" : "standard",
     targetSegmentDurationMs: policy.segmentDurationTargetMs,
+    // Segment granularity may schedule up to the maximum: playlists fix their target duration on it.
+    segmentDurationMaxMs: Math.max(policy.segmentDurationTargetMs, policy.segmentDurationMaxMs),
     targetPartDurationMs: low
       ? policy.partDurationMs
       : Math.max(200, Math.floor(policy.segmentDurationTargetMs / 4)),

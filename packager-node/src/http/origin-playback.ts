@@ -14,7 +14,12 @@ import { type CmsdStatic, formatCmsdDynamic, formatCmsdStatic } from "../cmcd/cm
 import type { SessionTable } from "../cmcd/sessions.ts";
 import { targetDurationSec } from "../playlist/hls-media.ts";
 import type { NodeStats, RouteKind } from "../stats/node-stats.ts";
-import type { MediaStore, RenditionState, StreamState } from "../store/media-store.ts";
+import {
+  type MediaStore,
+  maxSegmentDurationMs,
+  type RenditionState,
+  type StreamState,
+} from "../store/media-store.ts";
 import type { StoredSegment } from "../store/timeline.ts";
 import { dashManifest, mediaPlaylist, multivariantPlaylist } from "./render.ts";
 import { sendBody, sendText } from "./respond.ts";
@@ -206,7 +211,7 @@ function holdLimitMs(st: StreamState, r: RenditionState): number {
     3 *
     1000 *
     targetDurationSec({
-      targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+      maxSegmentDurationMs: maxSegmentDurationMs(st.def),
       segments: r.timeline.closed,
     })
   );
@@ -274,7 +279,7 @@ async function servePlaylist(
   }
   const body = mediaPlaylist(st, r, skipParam !== null);
   const td = targetDurationSec({
-    targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+    maxSegmentDurationMs: maxSegmentDurationMs(st.def),
     segments: r.timeline.closed,
   });
   const cacheControl = blocking

@@ -10,7 +10,11 @@ import {
 } from "../playlist/hls-media.ts";
 import { writeMultivariantPlaylist } from "../playlist/hls-multivariant.ts";
 import type { RenditionReportView } from "../playlist/model.ts";
-import type { RenditionState, StreamState } from "../store/media-store.ts";
+import {
+  maxSegmentDurationMs,
+  type RenditionState,
+  type StreamState,
+} from "../store/media-store.ts";
 
 /**
  * Playlist cache entries per stream (renditions × {full, delta} + master +
@@ -40,7 +44,7 @@ export function mediaPlaylist(st: StreamState, r: RenditionState, skipRequested:
     const open = r.timeline.openView();
     return writeMediaPlaylist({
       latency: st.def.latency,
-      targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+      maxSegmentDurationMs: maxSegmentDurationMs(st.def),
       targetPartDurationMs: st.def.targetPartDurationMs,
       segments: r.timeline.segmentViews(),
       ...(open ? { open } : {}),
@@ -54,7 +58,7 @@ export function mediaPlaylist(st: StreamState, r: RenditionState, skipRequested:
 /** EXT-X-TARGETDURATION of the rendition's current window, seconds. */
 export function currentTargetDurationSec(st: StreamState, r: RenditionState): number {
   return targetDurationSec({
-    targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+    maxSegmentDurationMs: maxSegmentDurationMs(st.def),
     segments: r.timeline.closed,
   });
 }
@@ -91,9 +95,10 @@ export function dashManifest(st: StreamState): Buffer | undefined {
         return r ? [{ info, segments: r.timeline.segmentViews() }] : [];
       }),
       availabilityStartTimeMs: ast,
-      targetSegmentDurationMs: st.def.targetSegmentDurationMs,
+      maxSegmentDurationMs: maxSegmentDurationMs(st.def),
+      // The HLS HOLD-BACK of the same stream.
       presentationDelayMs:
-        HOLD_BACK_TARGET_DURATIONS * Math.ceil(st.def.targetSegmentDurationMs / 1000) * 1000,
+        HOLD_BACK_TARGET_DURATIONS * Math.ceil(maxSegmentDurationMs(st.def) / 1000) * 1000,
       utcTimingUri: "/utc",
     }),
   );

@@ -111,7 +111,11 @@ interface Headers {
   gap: boolean;
   epoch?: number;
   sha256?: string;
+  segmentDurationMs?: number;
 }
+
+/** Bound on a declared segment duration (the coordinator's maximum is 15 s). */
+const segmentDurationMsMax = 60_000;
 
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
@@ -141,6 +145,15 @@ function parseHeaders(req: IncomingMessage): Headers {
   if (d !== undefined) out.durationMs = d;
   const t = num("x-understudy-timeline-ms");
   if (t !== undefined) out.timelineMs = t;
+  const seg = num("x-understudy-segment-duration-ms");
+  if (seg !== undefined) {
+    if (seg < 1 || seg > segmentDurationMsMax)
+      throw new IngestError(
+        400,
+        `x-understudy-segment-duration-ms: expected 1–${segmentDurationMsMax} ms, got ${seg}`,
+      );
+    out.segmentDurationMs = seg;
+  }
   const ind = flag("x-understudy-independent");
   if (ind !== undefined) out.independent = ind;
   out.gap = flag("x-understudy-gap") === true;
@@ -275,6 +288,7 @@ function resolveMeta(r: RenditionState, h: Headers, bytes: Buffer): MediaMeta {
   if (h.timelineMs !== undefined) meta.timelineMs = h.timelineMs;
   if (h.independent !== undefined) meta.independent = h.independent;
   if (h.pdtMs !== undefined) meta.pdtMs = h.pdtMs;
+  if (h.segmentDurationMs !== undefined) meta.segmentDurationMs = h.segmentDurationMs;
   const needs =
     meta.durationMs === undefined ||
     meta.timelineMs === undefined ||

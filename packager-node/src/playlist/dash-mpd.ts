@@ -9,7 +9,8 @@
  * time of the newest segment's end, so replicas fed the same parts write the
  * same bytes. Assumes the fMP4 decode times match the source timeline (the
  * understudy source guarantees it); segments without a timeline position
- * continue from the previous one.
+ * continue from the previous one. Segments of different durations (segment
+ * granularity) are runs of `S` elements with their own `d`.
  */
 import { formatSeconds } from "./hls-media.ts";
 import type { RenditionInfo, SegmentView } from "./model.ts";
@@ -24,7 +25,11 @@ export interface DashInput {
   readonly renditions: readonly DashRenditionInput[];
   /** Wall time (ms since epoch) of timeline position 0. */
   readonly availabilityStartTimeMs: number;
-  readonly targetSegmentDurationMs: number;
+  /**
+   * The stream's longest allowed segment (minimumUpdatePeriod and
+   * minBufferTime), so the MPD's header is as stable as the HLS target duration.
+   */
+  readonly maxSegmentDurationMs: number;
   /** suggestedPresentationDelay, e.g. the HLS HOLD-BACK. */
   readonly presentationDelayMs: number;
   /** UTCTiming http-iso source, path-absolute so it is the same on every replica. */
@@ -118,8 +123,8 @@ export function writeDashMpd(input: DashInput): string {
     `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"${attr("profiles", "urn:mpeg:dash:profile:isoff-live:2011")}${attr("type", "dynamic")}` +
       `${attr("availabilityStartTime", new Date(input.availabilityStartTimeMs).toISOString())}` +
       `${attr("publishTime", new Date(input.availabilityStartTimeMs + newestEndMs).toISOString())}` +
-      `${attr("minimumUpdatePeriod", isoDuration(input.targetSegmentDurationMs))}` +
-      `${attr("minBufferTime", isoDuration(input.targetSegmentDurationMs))}` +
+      `${attr("minimumUpdatePeriod", isoDuration(input.maxSegmentDurationMs))}` +
+      `${attr("minBufferTime", isoDuration(input.maxSegmentDurationMs))}` +
       `${attr("timeShiftBufferDepth", isoDuration(shortestWindowMs))}` +
       `${attr("suggestedPresentationDelay", isoDuration(input.presentationDelayMs))}>`,
   );

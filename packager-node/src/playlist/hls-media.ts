@@ -5,6 +5,12 @@
  *
  * Pure: the output is a function of the input only (no clock, no I/O), and
  * every URI is relative, so replicas fed the same parts write the same bytes.
+ *
+ * Segments may differ in duration (segment granularity changes at segment
+ * boundaries): each EXTINF is its own segment's media duration, while
+ * EXT-X-TARGETDURATION, HOLD-BACK (3 × target duration) and CAN-SKIP-UNTIL
+ * (6 ×) follow the stream's maximum segment duration and so never change;
+ * PART-TARGET and PART-HOLD-BACK (3 × part target) follow the parts.
  */
 import type { MediaPlaylistInput, OpenSegmentView, PartView, SegmentView } from "./model.ts";
 
@@ -37,12 +43,17 @@ export function formatDateTime(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/** EXT-X-TARGETDURATION: whole seconds, never below the configured target or any segment in the window. */
+/**
+ * EXT-X-TARGETDURATION: whole seconds, the ceiling of the stream's maximum
+ * segment duration, so it stays put while segment durations vary within
+ * their bounds; never below a listed segment (rfc8216bis §4.4.3.1: EXTINF
+ * rounded to the nearest integer must not exceed it).
+ */
 export function targetDurationSec(input: {
-  targetSegmentDurationMs: number;
+  maxSegmentDurationMs: number;
   segments: readonly SegmentView[];
 }): number {
-  let max = input.targetSegmentDurationMs;
+  let max = input.maxSegmentDurationMs;
   for (const s of input.segments) if (s.durationMs > max) max = s.durationMs;
   return Math.max(1, Math.ceil(max / 1000));
 }

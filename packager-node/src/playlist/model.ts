@@ -53,8 +53,14 @@ export interface RenditionReportView {
 
 export interface MediaPlaylistInput {
   readonly latency: LatencyMode;
-  /** Configured target segment duration; EXT-X-TARGETDURATION never goes below its ceiling. */
-  readonly targetSegmentDurationMs: number;
+  /**
+   * The longest segment the stream may have (its segment granularity's
+   * upper bound). EXT-X-TARGETDURATION is its ceiling in seconds, the same
+   * for the stream's whole life however segment durations vary
+   * (rfc8216bis §6.2.2: it must not change); a segment longer than that (an
+   * encoder overrunning its bounds) raises it rather than be mislabelled.
+   */
+  readonly maxSegmentDurationMs: number;
   /** Configured part target (low latency only). */
   readonly targetPartDurationMs: number;
   /** Closed segments in the live window, ascending and contiguous by msn. */

@@ -18,13 +18,21 @@ export interface StreamDef {
   readonly id: string;
   readonly latency: LatencyMode;
   readonly targetSegmentDurationMs: number;
+  /**
+   * The longest segment the stream may have (the coordinator's
+   * segment_duration_max_ms; default: the target). Playlists take their
+   * fixed EXT-X-TARGETDURATION from it.
+   */
+  readonly segmentDurationMaxMs?: number;
   readonly targetPartDurationMs: number;
   readonly windowSegments: number;
   readonly deltaUpdates: boolean;
   /**
-   * "duration": a segment closes when its parts reach targetSegmentDurationMs
-   * (sources with fixed segments, e.g. understudy source); "next-segment":
-   * when the next segment starts or the complete segment is pushed.
+   * "duration": a segment closes when its parts reach the duration its parts
+   * declare (X-Understudy-Segment-Duration-Ms, as understudy sources send),
+   * else targetSegmentDurationMs; "next-segment": when the next segment
+   * starts or the complete segment is pushed (unless its parts declare a
+   * duration).
    */
   readonly segmentClose: "duration" | "next-segment";
   readonly renditions: readonly RenditionInfo[];
@@ -66,6 +74,11 @@ export interface MediaStoreOptions {
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** What EXT-X-TARGETDURATION and the MPD's update period are derived from. */
+export function maxSegmentDurationMs(def: StreamDef): number {
+  return Math.max(def.targetSegmentDurationMs, def.segmentDurationMaxMs ?? 0);
 }
 
 function closeAtMs(def: StreamDef): number | undefined {

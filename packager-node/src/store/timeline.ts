@@ -15,6 +15,12 @@
  *   between as a gap;
  * - anything for an msn older than the window, or conflicting with stored
  *   bytes, is refused.
+ *
+ * Segment lengths may vary (segment granularity): a part may declare its
+ * segment's duration (MediaMeta.segmentDurationMs, from the source's
+ * schedule); the segment then closes once its parts from part 0 reach that
+ * duration, and all parts of one segment must declare the same. Without a
+ * declaration the stream's configured close rule applies (closeAtMs).
  */
 import type {
   OpenSegmentView,
@@ -40,6 +46,8 @@ export interface MediaMeta {
   timelineMs?: number;
   pdtMs?: number;
   gap?: boolean;
+  /** Duration of the segment this part belongs to, as the source cut it. */
+  segmentDurationMs?: number;
 }
 
 export interface StoredPart {
@@ -82,6 +90,8 @@ interface OpenSegment {
   readonly pdtMs?: number;
   readonly timelineMs?: number;
   bytes: number;
+  /** The duration its parts declare (undefined: none did). */
+  segmentDurationMs?: number;
 }
 
 export type PutOutcome = "created" | "repeat";
@@ -205,6 +215,17 @@ export class RenditionTimeline {
       const existing = this.findPart(msn, index);
       if (existing)
         return this.repeatOrConflict(existing.sha256, obj.sha256, `part ${msn}.${index}`);
+      const declared = obj.meta.segmentDurationMs;
+      if (
+        declared !== undefined &&
+        open.segmentDurationMs !== undefined &&
+        declared !== open.segmentDurationMs
+      ) {
+        throw new TimelineRejection(
+          409,
+          `part ${msn}.${index} declares a ${declared} ms segment, but segment ${msn} was started as ${open.segmentDurationMs} ms (every part of a segment declares the same duration)`,
+        );
+      }
       const first = open.parts[0]!;
       const last = open.parts[open.parts.length - 1]!;
       if (index < first.index) {
@@ -227,6 +248,7 @@ export class RenditionTimeline {
       }
       open.parts.push(this.part(index, obj));
       open.bytes += obj.bytes.length;
+      if (declared !== undefined) open.segmentDurationMs = declared;
       this.closeIfComplete();
       this.changed(obj.arrivalMs);
       return "created";
@@ -251,12 +273,15 @@ export class RenditionTimeline {
       );
     }
     this.closeOpen(msn, obj.meta.timelineMs);
-    this.fillGaps(msn, obj.meta.timelineMs);
+    this.fillGaps(msn, obj.meta.timelineMs, obj.meta.segmentDurationMs);
     this.open = {
       msn,
       parts: [this.part(index, obj)],
       bytes: obj.bytes.length,
       ...this.timing(obj.meta),
+      ...(obj.meta.segmentDurationMs !== undefined
+        ? { segmentDurationMs: obj.meta.segmentDurationMs }
+        : {}),
     };
     this.closeIfComplete();
     this.changed(obj.arrivalMs);
@@ -317,7 +342,7 @@ export class RenditionTimeline {
       );
     }
     this.closeOpen(msn, obj.meta.timelineMs);
-    this.fillGaps(msn, obj.meta.timelineMs);
+    this.fillGaps(msn, obj.meta.timelineMs, obj.meta.durationMs);
     this.pushClosed(this.closedFrom(msn, obj, [], false, undefined), obj.arrivalMs);
     return "created";
   }
@@ -559,10 +584,13 @@ export class RenditionTimeline {
     }
   }
 
-  /** With `closeAtMs`: closes the segment in progress once its parts from 0 last that long. */
+  /**
+   * Closes the segment in progress once its parts from 0 last as long as they
+   * declare, else (with `closeAtMs`) that long.
+   */
   private closeIfComplete(): void {
-    const target = this.opts.closeAtMs;
     const open = this.open;
+    const target = open?.segmentDurationMs ?? this.opts.closeAtMs;
     if (target === undefined || !open || open.parts[0]!.index !== 0) return;
     let sum = 0;
     for (const p of open.parts) sum += p.durationMs;
@@ -577,12 +605,23 @@ export class RenditionTimeline {
    * becomes gap parts (GAP=YES): EXTINF then stays equal to the segment's
    * span on the timeline instead of shrinking to the parts received, which
    * would shift every later segment against its media time and PDT.
+   * When msns are skipped in between, the tail is known only if the parts
+   * declared their segment's duration: it is padded up to that.
    */
   private closeOpen(nextMsn?: number, nextTimelineMs?: number): void {
     const open = this.open;
     if (!open) return;
     if (nextMsn === open.msn + 1 && nextTimelineMs !== undefined)
       this.padTail(open, nextTimelineMs);
+    else if (
+      nextMsn !== undefined &&
+      nextMsn > open.msn + 1 &&
+      nextTimelineMs !== undefined &&
+      open.timelineMs !== undefined &&
+      open.segmentDurationMs !== undefined &&
+      open.parts[0]!.index === 0
+    )
+      this.padTail(open, Math.min(nextTimelineMs, open.timelineMs + open.segmentDurationMs));
     this.open = undefined;
     const bytes = concatParts(open);
     const durationMs = open.parts.reduce((a, p) => a + p.durationMs, 0);
@@ -632,10 +671,18 @@ export class RenditionTimeline {
   }
 
   /**
-   * Marks msns skipped between the head and `msn` as gaps. Their durations
-   * split the timeline hole when both ends are known, else one target each.
+   * Marks msns skipped between the head and `msn` as gaps (numbers are kept,
+   * never reassigned). Their durations split the timeline hole when both
+   * ends are known, else one target each. Across a segment duration change
+   * the split is exact when the hole is a run of segments as long as the
+   * last closed one followed by a run as long as the next one declares
+   * (`nextSegmentMs`); otherwise it is even.
    */
-  private fillGaps(msn: number, nextTimelineMs: number | undefined): void {
+  private fillGaps(
+    msn: number,
+    nextTimelineMs: number | undefined,
+    nextSegmentMs?: number | undefined,
+  ): void {
     const last = this.closed[this.closed.length - 1];
     if (!last || msn <= last.msn + 1) return;
     const missing = msn - last.msn - 1;
@@ -643,17 +690,21 @@ export class RenditionTimeline {
     const prevEnd = last.timelineMs !== undefined ? last.timelineMs + last.durationMs : undefined;
     const hole =
       prevEnd !== undefined && nextTimelineMs !== undefined ? nextTimelineMs - prevEnd : undefined;
-    const each =
-      hole !== undefined && hole > 0
-        ? Math.floor(hole / missing)
-        : this.opts.targetSegmentDurationMs;
+    const durations = gapDurations(
+      missing,
+      hole,
+      last.durationMs,
+      nextSegmentMs,
+      this.opts.targetSegmentDurationMs,
+    );
+    let offset = 0;
     for (let i = 0; i < missing; i++) {
       const gapMsn = last.msn + 1 + i;
+      const durationMs = durations(i);
+      const timelineMs = prevEnd !== undefined ? prevEnd + offset : undefined;
+      offset += durationMs;
       // Only the newest `windowSegments` gaps can still be in the window.
       if (i < missing - missingShown) continue;
-      const timelineMs = prevEnd !== undefined ? prevEnd + i * each : undefined;
-      const durationMs =
-        hole !== undefined && hole > 0 && i === missing - 1 ? hole - each * (missing - 1) : each;
       const seg: StoredSegment = {
         msn: gapMsn,
         durationMs,
@@ -698,6 +749,28 @@ export class RenditionTimeline {
     this.version++;
     if (arrivalMs > this.lastIngestMs) this.lastIngestMs = arrivalMs;
   }
+}
+
+/**
+ * Duration of the i-th of `missing` skipped segments. With the hole known:
+ * `a` segments of the previous length then `missing - a` of the next one
+ * when that fills it exactly (a change of segment duration inside the hole),
+ * else an even split with the remainder on the last. Without: the target.
+ */
+function gapDurations(
+  missing: number,
+  hole: number | undefined,
+  prevMs: number,
+  nextMs: number | undefined,
+  targetMs: number,
+): (i: number) => number {
+  if (hole === undefined || hole <= 0) return () => targetMs;
+  if (nextMs !== undefined && nextMs > 0 && nextMs !== prevMs && prevMs > 0) {
+    const a = (hole - missing * nextMs) / (prevMs - nextMs);
+    if (Number.isInteger(a) && a >= 0 && a <= missing) return (i) => (i < a ? prevMs : nextMs);
+  }
+  const each = Math.floor(hole / missing);
+  return (i) => (i === missing - 1 ? hole - each * (missing - 1) : each);
 }
 
 function partView(p: StoredPart): PartView {
