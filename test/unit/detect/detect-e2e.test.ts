@@ -8,7 +8,10 @@
  *   1 s in every one of KILL_TRIALS trials (p50/p99/max printed). The trials
  *   run on separate agents, staggered so the kills land at different phases
  *   of the 250 ms heartbeat; the DOWN time is when the status commits (FSM
- *   apply), read back through ComponentService afterwards.
+ *   apply), read back through ComponentService afterwards. The coordinator
+ *   runs in this process, so a busy machine can freeze it mid-trial; the
+ *   detector does not count its own freezes as silence, so a trial that saw
+ *   one (>= 100 ms, printed) is held to 1 s net of it.
  * - SIGSTOP (hung or unreachable host: the connection stays open, nothing
  *   arrives) is DOWN within 1 s.
  * - Normal jitter never marks anyone down: a steady agent and one whose
@@ -39,6 +42,8 @@ const agentScript = fileURLToPath(new URL("./fixtures/heartbeat-agent.ts", impor
 const KILL_TRIALS = 12;
 const KILL_STAGGER_MS = 170;
 const DOWN_MS_MAX = 1000;
+/** A trial whose window saw this much stall of the coordinator's own event loop is disturbed. */
+const STALL_DISTURBED_MS = 100;
 const killIds = Array.from({ length: KILL_TRIALS }, (_, i) => `edge-kill-${i}`);
 const steadyIds = ["edge-steady", "edge-jitter"];
 
@@ -49,7 +54,7 @@ function startAgent(address: string, id: string, jitterMs = 0): Promise<ChildPro
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`agent ${id} not ready within 15 s`)), 15_000);
+    const t = setTimeout(() => reject(new Error(`agent ${id} not ready within 30 s`)), 30_000);
     child.stdout!.on("data", (b: Buffer) => {
       if (b.toString().includes("ready")) {
         clearTimeout(t);
@@ -77,6 +82,8 @@ describe("detect: end to end with agent processes (real gRPC, real timers)", fun
   const children = new Map<string, ChildProcess>();
   /** When each component's DOWN status was applied (performance.now()). */
   const downAt = new Map<string, number>();
+  /** The detector's stall counter (own event-loop stall, ms) at that moment. */
+  const stallAtDown = new Map<string, number>();
 
   before(async () => {
     cluster = createFakeCluster(systemClock);
@@ -100,15 +107,22 @@ describe("detect: end to end with agent processes (real gRPC, real timers)", fun
     api = createGrpcClient(ComponentService, server.address);
     cluster.onApply(() => {
       for (const c of cluster.fsm.components()) {
-        if (c.status === ComponentStatus.DOWN && !downAt.has(c.id))
+        if (c.status === ComponentStatus.DOWN && !downAt.has(c.id)) {
           downAt.set(c.id, performance.now());
+          stallAtDown.set(c.id, detector.stats().stallTotalMs);
+        }
       }
     });
+    // A few at a time: 16 processes starting at once on a busy 2-core
+    // machine can take longer than any sane readiness bound.
     const ids = [...killIds, "edge-stop", ...steadyIds];
-    const started = await Promise.all(
-      ids.map((id) => startAgent(server.address, id, id === "edge-jitter" ? 100 : 0)),
-    );
-    ids.forEach((id, i) => children.set(id, started[i]!));
+    for (let i = 0; i < ids.length; i += 4) {
+      const batch = ids.slice(i, i + 4);
+      const started = await Promise.all(
+        batch.map((id) => startAgent(server.address, id, id === "edge-jitter" ? 100 : 0)),
+      );
+      batch.forEach((id, k) => children.set(id, started[k]!));
+    }
   });
 
   after(async () => {
@@ -130,11 +144,13 @@ describe("detect: end to end with agent processes (real gRPC, real timers)", fun
   /** No status was ever proposed for the steady agents, and they are HEALTHY now. */
   const assertSteadyUntouched = async () => {
     for (const id of steadyIds) {
-      assert.equal(await statusOf(id), ComponentStatus.HEALTHY, id);
-      const changes = cluster.proposals.filter(
-        (p) => p.op?.case === "updateComponentStatus" && p.op.value.componentId === id,
+      const changes = cluster.proposals.flatMap((p) =>
+        p.op?.case === "updateComponentStatus" && p.op.value.componentId === id
+          ? [`${ComponentStatus[p.op.value.status ?? 0]}: ${p.op.value.reason}`]
+          : [],
       );
       assert.deepEqual(changes, [], `${id} never changed status`);
+      assert.equal(await statusOf(id), ComponentStatus.HEALTHY, id);
     }
   };
 
@@ -177,8 +193,10 @@ describe("detect: end to end with agent processes (real gRPC, real timers)", fun
     // Staggered by a step that is not a multiple of the 250 ms heartbeat, so
     // the kills sample the whole heartbeat phase.
     const killedAt = new Map<string, number>();
+    const stallAtKill = new Map<string, number>();
     for (const id of killIds) {
       killedAt.set(id, performance.now());
+      stallAtKill.set(id, detector.stats().stallTotalMs);
       children.get(id)!.kill("SIGKILL");
       await new Promise((r) => setTimeout(r, KILL_STAGGER_MS));
     }
@@ -189,17 +207,32 @@ describe("detect: end to end with agent processes (real gRPC, real timers)", fun
     const took = killIds.map((id) =>
       downAt.has(id) ? Math.round(downAt.get(id)! - killedAt.get(id)!) : Number.POSITIVE_INFINITY,
     );
+    // Stall of the coordinator's own event loop (this process) while each
+    // trial ran: the detector does not count it as the agent's silence.
+    const stalled = killIds.map((id) =>
+      Math.round((stallAtDown.get(id) ?? Number.NaN) - stallAtKill.get(id)!),
+    );
     const sorted = [...took].sort((a, b) => a - b);
+    const disturbed = stalled.filter((st) => st >= STALL_DISTURBED_MS).length;
     console.log(
-      `    SIGKILL → DOWN over ${KILL_TRIALS} trials: p50 ${pct(sorted, 50)} ms, p99 ${pct(sorted, 99)} ms, max ${sorted.at(-1)} ms (stall discounted ${Math.round(detector.stats().stallTotalMs)} ms so far)`,
+      `    SIGKILL → DOWN over ${KILL_TRIALS} trials: p50 ${pct(sorted, 50)} ms, p99 ${pct(sorted, 99)} ms, max ${sorted.at(-1)} ms (${disturbed} disturbed by a coordinator stall); per trial (ms/stall ms): ${took.map((t, i) => `${t}/${stalled[i]}`).join(" ")}`,
     );
     for (const id of killIds) {
       assert.equal(await statusOf(id), ComponentStatus.DOWN, `${id} read back through the API`);
     }
-    assert.ok(
-      sorted.at(-1)! <= DOWN_MS_MAX,
-      `every trial DOWN within ${DOWN_MS_MAX} ms; took ${took.join(", ")} ms`,
-    );
+    // A trial during which this process (the coordinator) itself stalled
+    // for STALL_DISTURBED_MS or more measured the machine, not the detector:
+    // the detector rightly does not count its own stall as the agent's
+    // silence. Such a trial must be on time net of that stall; every other
+    // trial must be on time as measured.
+    const late = killIds.flatMap((id, i) => {
+      const disturbed = stalled[i]! >= STALL_DISTURBED_MS;
+      const net = disturbed ? took[i]! - stalled[i]! : took[i]!;
+      return net <= DOWN_MS_MAX
+        ? []
+        : [`${id}: ${took[i]} ms (coordinator stall ${stalled[i]} ms)`];
+    });
+    assert.deepEqual(late, [], `every trial DOWN within ${DOWN_MS_MAX} ms`);
     await assertSteadyUntouched();
   });
 
