@@ -130,9 +130,11 @@ export function createChainService(
     async *watchChain(req, ctx) {
       check(req.streamId);
       await cluster.readBarrier();
-      const first = buildChainGraph(cluster.fsm, req.streamId);
-      if (!first) throw notFound("stream", req.streamId);
-      yield { graph: first, reason: ChainUpdateReason.INITIAL };
+      if (!buildChainGraph(cluster.fsm, req.streamId)) throw notFound("stream", req.streamId);
+      // The first graph comes from the watch's seed, read after subscribing,
+      // so a change committed while it is built and sent comes again as an
+      // update instead of being lost between a read and a later subscribe.
+      let initial = true;
       let lastReason = ChainUpdateReason.UNSPECIFIED;
       for await (const _ of watchKeys(
         (l) => cluster.fsm.onChange(l),
@@ -150,13 +152,15 @@ export function createChainService(
           return "graph";
         },
         ctx.signal,
+        () => ["graph"],
       )) {
         const graph = buildChainGraph(cluster.fsm, req.streamId);
         if (!graph) {
           yield { reason: ChainUpdateReason.STREAM_UPDATED, detail: "stream deleted" };
           return;
         }
-        yield { graph, reason: lastReason };
+        yield { graph, reason: initial ? ChainUpdateReason.INITIAL : lastReason };
+        initial = false;
       }
     },
   };
