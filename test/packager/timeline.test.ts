@@ -237,6 +237,8 @@ describe("packager timeline: sequencing from the source timeline", () => {
       0,
       "parts that do not cover the segment are not listed",
     );
+    // A sibling's rendition report still names the segment's last part (LL-HLS requires LAST-PART).
+    assert.deepEqual(t.report("360p"), { renditionId: "360p", lastMsn: 7, lastPart: 3 });
   });
 
   it("replication fills the window backwards, newest first, and refuses conflicts", () => {

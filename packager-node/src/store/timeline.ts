@@ -485,7 +485,10 @@ export class RenditionTimeline {
     }
     const last = this.closed[this.closed.length - 1];
     if (!last) return undefined;
-    const lastPart = last.partsCover ? last.parts[last.parts.length - 1]?.index : undefined;
+    // Also when only the segment's tail was received (a replica that joined
+    // mid-segment): its last part is still that segment's last part, and
+    // rfc8216bis requires LAST-PART in an LL-HLS rendition report.
+    const lastPart = last.parts[last.parts.length - 1]?.index;
     return { renditionId, lastMsn: last.msn, ...(lastPart !== undefined ? { lastPart } : {}) };
   }
 
