@@ -7,6 +7,7 @@
  * the stream.
  */
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { createGrpcClient } from "../../common/grpc-client.ts";
 import type { RoleProcess } from "../../deploy/local-cluster/supervisor.ts";
 import {
@@ -14,7 +15,14 @@ import {
   ChainService,
 } from "../../proto/gen/understudy/api/v1/chain_service_pb.ts";
 import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
-import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import {
+  type GetStreamResponse,
+  StreamService,
+} from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import {
+  SegmentPolicySchema,
+  type Stream,
+} from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { streamSpec } from "../support/cluster.ts";
 import {
   type E2ERun,
@@ -209,19 +217,40 @@ export async function startCoordinatedCluster(
   };
 }
 
+/**
+ * Segment bounds the fixture can honour: its keyframes are 2 s apart, so
+ * every segment must be a whole number of 2 s (here exactly 2 s: no
+ * granularity change, EXT-X-TARGETDURATION 2).
+ */
+export const fixtureSegmentPolicy = {
+  segmentDurationTargetMs: 2000,
+  segmentDurationMinMs: 2000,
+  segmentDurationMaxMs: 2000,
+  partDurationMs: 500,
+};
+
+export interface FixtureStreamOptions {
+  /** Default: now, on a 2 s boundary. */
+  readonly originMs?: number;
+  /** Default: fixtureSegmentPolicy. */
+  readonly segmentPolicy?: typeof fixtureSegmentPolicy;
+}
+
 /** CreateStream for the fixture ladder: test/support's spec (0.5 s shards/parts, 2 s segments, LL-HLS, replication 2). */
 export async function createFixtureStream(
   cluster: CoordinatedCluster,
   streamId: string,
   nowMs = Date.now(),
+  opts: FixtureStreamOptions = {},
 ): Promise<number> {
-  const originMs = Math.floor(nowMs / segmentDurationMs) * segmentDurationMs;
+  const originMs = opts.originMs ?? Math.floor(nowMs / segmentDurationMs) * segmentDurationMs;
   const client = createGrpcClient(StreamService, await cluster.leader());
   try {
     await client.createStream(
       {
         spec: {
           ...streamSpec(streamId),
+          segmentPolicy: opts.segmentPolicy ?? fixtureSegmentPolicy,
           renditions: fixtureRenditions.map((r) => {
             const [w, h] = r.resolution.split("x").map(Number);
             return {
@@ -243,4 +272,41 @@ export async function createFixtureStream(
     client.close();
   }
   return originMs;
+}
+
+/** StreamService.UpdateStream on the leader: the stored spec with a new segment policy (compare-and-set on its version). */
+export async function updateSegmentPolicy(
+  cluster: CoordinatedCluster,
+  streamId: string,
+  segmentPolicy: typeof fixtureSegmentPolicy,
+): Promise<Stream> {
+  const client = createGrpcClient(StreamService, await cluster.leader());
+  try {
+    const { stream } = await client.getStream({ streamId }, { timeoutMs: 2000 });
+    if (!stream?.spec) throw new Error(`GetStream(${streamId}) returned no spec`);
+    const res = await client.updateStream(
+      {
+        spec: { ...stream.spec, segmentPolicy: create(SegmentPolicySchema, segmentPolicy) },
+        expectedVersion: stream.version,
+      },
+      { timeoutMs: 5000 },
+    );
+    if (!res.stream) throw new Error(`UpdateStream(${streamId}) returned no stream`);
+    return res.stream;
+  } finally {
+    client.close();
+  }
+}
+
+/** StreamService.GetStream on the leader (linearizable), with its segment granularity. */
+export async function getStream(
+  cluster: CoordinatedCluster,
+  streamId: string,
+): Promise<GetStreamResponse> {
+  const client = createGrpcClient(StreamService, await cluster.leader());
+  try {
+    return await client.getStream({ streamId }, { timeoutMs: 2000 });
+  } finally {
+    client.close();
+  }
 }
