@@ -103,6 +103,14 @@ export function validateStreamSpec(
       );
     }
   }
+  const unit = spec.latencyMode === LatencyMode.LOW_LATENCY ? p.partDurationMs : shard;
+  const k = p.keyframeIntervalMs;
+  if (k !== 0 && (k % unit !== 0 || target % k !== 0)) {
+    return invalidArgument(
+      pf("keyframe_interval_ms"),
+      `must be 0 (the target) or a multiple of the ${spec.latencyMode === LatencyMode.LOW_LATENCY ? "part" : "shard"} duration (${unit}) that divides the target (${target}), got ${k}`,
+    );
+  }
   if (spec.replicationFactor < 1 || spec.replicationFactor > 5) {
     return invalidArgument(f("replication_factor"), `must be 1–5, got ${spec.replicationFactor}`);
   }

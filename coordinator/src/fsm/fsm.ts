@@ -166,6 +166,9 @@ export function createFsm(): Fsm {
         // so every replica and encoder numbers segments the same way.
         const fixed = clone(StreamSpecSchema, spec);
         if (fixed.timelineOriginUnixMs === 0n) fixed.timelineOriginUnixMs = at;
+        // Where segments may start is fixed too: 0 means the target's boundaries.
+        if (fixed.segmentPolicy && fixed.segmentPolicy.keyframeIntervalMs === 0)
+          fixed.segmentPolicy.keyframeIntervalMs = fixed.segmentPolicy.segmentDurationTargetMs;
         // Segments start at the spec's target from MSN 0 / shard 0; written
         // down now so a later spec update cannot renumber the past.
         const target = fixed.segmentPolicy?.segmentDurationTargetMs ?? 0;
@@ -211,11 +214,13 @@ export function createFsm(): Fsm {
             `spec.timeline_origin_unix_ms: immutable after creation (is ${origin}); omit it or send the same value`,
           );
         }
-        const immutable = immutableSpecChange(cur.spec, spec);
+        const keyframeMs = keyframeIntervalOf(cur.spec);
+        const immutable = immutableSpecChange(cur.spec, spec, keyframeMs);
         if (immutable) return fail(Code.InvalidArgument, immutable);
         pinSchedule(cur, at);
         cur.spec = clone(StreamSpecSchema, spec);
         cur.spec.timelineOriginUnixMs = origin;
+        if (cur.spec.segmentPolicy) cur.spec.segmentPolicy.keyframeIntervalMs = keyframeMs;
         cur.version += 1n;
         cur.updatedUnixMs = at;
         changes.push({ kind: "stream", id: spec.id, deleted: false });
@@ -662,15 +667,34 @@ export function targetDurationSecOf(spec: StreamSpec | undefined): number {
   return Math.max(1, Math.ceil((spec?.segmentPolicy?.segmentDurationMaxMs ?? 0) / 1000));
 }
 
+/** A stored spec's keyframe interval (streams stored before it existed: their target). */
+function keyframeIntervalOf(spec: StreamSpec | undefined): number {
+  const p = spec?.segmentPolicy;
+  return p?.keyframeIntervalMs || p?.segmentDurationTargetMs || 0;
+}
+
 /**
  * Spec fields an update may not change: shards are numbered by the shard
- * duration, and the playlists' EXT-X-TARGETDURATION (from the maximum
- * segment duration) must not change during a stream (rfc8216bis §6.2.2).
+ * duration, segments may only start where the encoders put keyframes (the
+ * keyframe interval; the target must stay a multiple of it), and the
+ * playlists' EXT-X-TARGETDURATION (from the maximum segment duration) must
+ * not change during a stream (rfc8216bis §6.2.2).
  */
-function immutableSpecChange(cur: StreamSpec | undefined, next: StreamSpec): string | undefined {
+function immutableSpecChange(
+  cur: StreamSpec | undefined,
+  next: StreamSpec,
+  keyframeMs: number,
+): string | undefined {
   if (!cur) return undefined;
   if (cur.shardDurationMs !== next.shardDurationMs) {
     return `spec.shard_duration_ms: immutable after creation (is ${cur.shardDurationMs}; shards are numbered by it)`;
+  }
+  const np = next.segmentPolicy;
+  if (np && np.keyframeIntervalMs !== 0 && np.keyframeIntervalMs !== keyframeMs) {
+    return `spec.segment_policy.keyframe_interval_ms: immutable after creation (is ${keyframeMs}); omit it or send the same value`;
+  }
+  if (keyframeMs > 0 && (np?.segmentDurationTargetMs ?? 0) % keyframeMs !== 0) {
+    return `spec.segment_policy.segment_duration_target_ms: must be a multiple of the stream's keyframe interval ${keyframeMs} ms, got ${np?.segmentDurationTargetMs ?? 0}`;
   }
   const td = targetDurationSecOf(cur);
   if (targetDurationSecOf(next) !== td) {

@@ -83,6 +83,7 @@ export function segmentPolicyFromSpec(spec: StreamSpec): SegmentPolicyInput {
     segmentDurationMinMs: p?.segmentDurationMinMs ?? 0,
     segmentDurationMaxMs: p?.segmentDurationMaxMs ?? 0,
     partDurationMs: p?.partDurationMs ?? 0,
+    keyframeIntervalMs: p?.keyframeIntervalMs ?? 0,
   };
 }
 

@@ -17,14 +17,18 @@
  * segments of the previous one (unless the duration in force is not a valid
  * level any more, e.g. after a spec change).
  *
- * Alignment: durations are multiples of the unit, part_duration_ms for
- * LOW_LATENCY (parts tile segments) and shard_duration_ms for STANDARD
- * (segments are built from whole shards). A change takes effect at the next
- * segment boundary: effectiveMsn = currentMsn + 1, whose first shard is the
- * shard after the last shard of segment currentMsn under the old duration.
+ * Alignment: durations are multiples of the keyframe interval (the spec's
+ * keyframe_interval_ms, itself a multiple of part_duration_ms for
+ * LOW_LATENCY, where parts tile segments, or of shard_duration_ms for
+ * STANDARD, where segments are built from whole shards; 0 = the target).
+ * Every schedule starts at shard 0 with the target, so every boundary then
+ * falls on a keyframe: a segment always starts with one. (The interval is
+ * fixed at creation: with it unknown, only multiples of the target are
+ * safe, so segments can grow but not shrink.)
  *
- * A change is committed ahead: it takes effect at the first segment boundary
- * at least `changeLeadMs` after the end of the shard in production, so every
+ * A change takes effect at a segment boundary (the first shard of some
+ * segment under the old duration), committed ahead: the first boundary at
+ * least `changeLeadMs` after the end of the shard in production, so every
  * encoder has heard of it before it cuts the first shard it applies to (they
  * push a shard when it ends; the replicated FSM refuses a change whose first
  * shard is not in the future, see coordinator/src/fsm/fsm.ts).
@@ -56,6 +60,8 @@ export interface SegmentPolicyInput {
   readonly segmentDurationMaxMs: number;
   /** 0 for STANDARD. */
   readonly partDurationMs: number;
+  /** Where encoders can start a segment (their GOP); 0 or absent = the target duration. */
+  readonly keyframeIntervalMs?: number;
 }
 
 export interface GranularityInput {
@@ -117,7 +123,7 @@ export function validateGranularityOptions(o: GranularityOptions): void {
   requireInt("changeLeadMs", o.changeLeadMs, 0, 60_000);
 }
 
-/** Alignment unit of segment durations: part duration for LOW_LATENCY, shard duration otherwise. */
+/** What segments are built of: part duration for LOW_LATENCY, shard duration otherwise. */
 export function segmentUnitMs(p: SegmentPolicyInput): number {
   return p.latencyMode === LatencyMode.LOW_LATENCY ? p.partDurationMs : p.shardDurationMs;
 }
@@ -145,12 +151,26 @@ function validatePolicy(p: SegmentPolicyInput): void {
       `policy.segmentDurationTargetMs: ${p.segmentDurationTargetMs} is not a multiple of ${unit} ms`,
     );
   }
+  const k = p.keyframeIntervalMs ?? 0;
+  if (
+    k !== 0 &&
+    (!Number.isSafeInteger(k) || k % unit !== 0 || p.segmentDurationTargetMs % k !== 0)
+  ) {
+    throw new RangeError(
+      `policy.keyframeIntervalMs: ${k} is not a multiple of ${unit} ms dividing the target ${p.segmentDurationTargetMs} ms`,
+    );
+  }
 }
 
-/** The durations of the three levels (all multiples of the unit, within [min, max]). */
+/** What segment durations are multiples of: the keyframe interval, or the target when it is 0. */
+export function segmentAlignmentMs(p: SegmentPolicyInput): number {
+  return p.keyframeIntervalMs || p.segmentDurationTargetMs;
+}
+
+/** The durations of the three levels (all multiples of the keyframe interval, within [min, max]). */
 export function granularityLevels(p: SegmentPolicyInput): Record<GranularityLevel, number> {
   validatePolicy(p);
-  const unit = segmentUnitMs(p);
+  const unit = segmentAlignmentMs(p);
   return {
     low: Math.ceil(p.segmentDurationMinMs / unit) * unit,
     normal: p.segmentDurationTargetMs,
@@ -305,7 +325,8 @@ export function firstShardOfMsnIn(
 /**
  * Why `next` cannot be appended to `list` under `policy`, or undefined when
  * it can: its duration must be a level-compatible duration (a multiple of
- * the unit within [min, max]) other than the one in force before it, and it
+ * the keyframe interval within [min, max]) other than the one in force
+ * before it, and it
  * must start at a segment boundary of the last entry, after that entry's
  * start, with the MSN that boundary has, so numbering continues with no gap
  * and no overlap. Whether it lies in the future is the caller's to check
@@ -321,10 +342,10 @@ export function scheduleChangeProblem(
   } catch (err) {
     return `the stream's segment policy is not usable: ${(err as Error).message}`;
   }
-  const unit = segmentUnitMs(policy);
+  const unit = segmentAlignmentMs(policy);
   const ms = next.segmentDurationMs;
   if (!Number.isSafeInteger(ms) || ms <= 0 || ms % unit !== 0) {
-    return `segment_duration_ms: ${ms} is not a multiple of ${unit} ms (${policy.latencyMode === LatencyMode.LOW_LATENCY ? "part" : "shard"} duration)`;
+    return `segment_duration_ms: ${ms} is not a multiple of the ${unit} ms keyframe interval${policy.keyframeIntervalMs ? "" : " (the target: keyframe_interval_ms is 0)"}`;
   }
   if (ms < policy.segmentDurationMinMs || ms > policy.segmentDurationMaxMs) {
     return `segment_duration_ms: ${ms} is outside the policy's [${policy.segmentDurationMinMs}, ${policy.segmentDurationMaxMs}] ms`;

@@ -5,9 +5,10 @@
  * and EXT-X-TARGETDURATION stable, and snapshot round trips.
  */
 import assert from "node:assert/strict";
-import { toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "../../../common/errors.ts";
 import { segmentGranularityOf } from "../../../coordinator/src/api/stream-service.ts";
+import { validateStreamSpec } from "../../../coordinator/src/api/validate-stream.ts";
 import {
   createFsm,
   encodeCommand,
@@ -18,7 +19,11 @@ import {
   segmentScheduleRetainMs,
 } from "../../../coordinator/src/fsm/fsm.ts";
 import { msnOfShardIn } from "../../../coordinator/src/plan/index.ts";
-import { LatencyMode, StreamSchema } from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
+import {
+  LatencyMode,
+  StreamSchema,
+  StreamSpecSchema,
+} from "../../../proto/gen/understudy/common/v1/stream_pb.ts";
 
 type Cmd = Parameters<typeof encodeCommand>[0];
 
@@ -63,6 +68,8 @@ function basePolicy() {
     segmentDurationMinMs: 1000,
     segmentDurationMaxMs: 4000,
     partDurationMs: 500,
+    // A keyframe at every part: any part boundary can start a segment.
+    keyframeIntervalMs: 500,
   };
 }
 
@@ -137,7 +144,7 @@ describe("fsm: segment schedule", () => {
       ],
       [change(11, 45, 4000, 0), Code.InvalidArgument, /45 is not a segment boundary/],
       [change(12, 44, 4000, 0), Code.InvalidArgument, /shard 44 starts MSN 11, not 12/],
-      [change(11, 44, 1250, 0), Code.InvalidArgument, /not a multiple of 500 ms \(part/],
+      [change(11, 44, 1250, 0), Code.InvalidArgument, /not a multiple of the 500 ms keyframe/],
       [change(11, 44, 500, 0), Code.InvalidArgument, /outside the policy's \[1000, 4000\]/],
       [change(11, 44, 4500, 0), Code.InvalidArgument, /outside the policy's \[1000, 4000\]/],
       [change(11, 44, 2000, 0), Code.InvalidArgument, /already the duration in force/],
@@ -308,6 +315,53 @@ describe("fsm: segment schedule", () => {
     assert.equal(after.current?.segmentDurationMs, 4000);
     assert.equal(after.next, undefined);
     assert.equal(after.nextEffectiveUnixMs, 0n);
+  });
+
+  it("fixes the keyframe interval at creation (0 = the target) and keeps durations on it", () => {
+    const d = created({ keyframeIntervalMs: 0 });
+    const policy = () => d.fsm.stream("s1")?.spec?.segmentPolicy;
+    assert.equal(policy()?.keyframeIntervalMs, 2000, "unknown: the target's boundaries");
+    // 1 s would start segments between the encoder's keyframes; 4 s is fine.
+    const t = shardStartMs(41);
+    assert.match(
+      (d.at(t, change(11, 44, 1000, 0)) as { message: string }).message,
+      /1000 is not a multiple of the 2000 ms keyframe interval/,
+    );
+    assert.ok(d.at(t, change(11, 44, 4000, 0)).ok);
+    const update = (p: Partial<ReturnType<typeof basePolicy>>) =>
+      d.at(t, {
+        op: {
+          case: "updateStream",
+          value: { spec: spec(p), expectedVersion: d.fsm.stream("s1")!.version },
+        },
+      });
+    const other = update({ keyframeIntervalMs: 1000 });
+    assert.equal(codeOf(other), Code.InvalidArgument);
+    assert.match(
+      other.ok ? "" : other.message,
+      /keyframe_interval_ms: immutable after creation \(is 2000\)/,
+    );
+    const target = update({ keyframeIntervalMs: 0, segmentDurationTargetMs: 3000 });
+    assert.match(
+      target.ok ? "" : target.message,
+      /multiple of the stream's keyframe interval 2000 ms, got 3000/,
+    );
+    // Omitted (0) keeps it; a new target on it is fine.
+    assert.ok(update({ keyframeIntervalMs: 0, segmentDurationTargetMs: 4000 }).ok);
+    assert.equal(policy()?.keyframeIntervalMs, 2000);
+    assert.equal(policy()?.segmentDurationTargetMs, 4000);
+  });
+
+  it("CreateStream/UpdateStream validation: keyframe_interval_ms on the parts, dividing the target", () => {
+    const check = (p: Partial<ReturnType<typeof basePolicy>>) =>
+      validateStreamSpec(create(StreamSpecSchema, spec(p)))?.rawMessage;
+    assert.equal(check({ keyframeIntervalMs: 0 }), undefined);
+    assert.equal(check({ keyframeIntervalMs: 1000 }), undefined);
+    assert.match(
+      check({ keyframeIntervalMs: 750 }) ?? "",
+      /spec\.segment_policy\.keyframe_interval_ms: must be 0 \(the target\) or a multiple of the part duration \(500\) that divides the target \(2000\), got 750/,
+    );
+    assert.match(check({ keyframeIntervalMs: 1500 }) ?? "", /keyframe_interval_ms: .*got 1500/);
   });
 
   it("snapshot/restore carries the schedule and its version; replicas agree", () => {

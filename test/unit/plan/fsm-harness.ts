@@ -26,7 +26,7 @@ export interface FsmHarness {
     capacity?: { maxStreams?: number; egressBps?: bigint },
   ): void;
   setStatus(id: string, status: ComponentStatus): void;
-  /** A LOW_LATENCY stream: 500 ms shards and parts, 2 s target segments (1–4 s). */
+  /** A LOW_LATENCY stream: 500 ms shards and parts, 2 s target segments (1–4 s), keyframes at every part. */
   createStream(
     id: string,
     opts: {
@@ -94,6 +94,8 @@ export function createFsmHarness(): FsmHarness {
                 segmentDurationMinMs: 1000,
                 segmentDurationMaxMs: 4000,
                 partDurationMs: 500,
+                // Encoders that cut wherever told (a keyframe at every part).
+                keyframeIntervalMs: 500,
               },
               replicationFactor: opts.replicationFactor,
               latencyMode: LatencyMode.LOW_LATENCY,

@@ -25,12 +25,14 @@ const ll: SegmentPolicyInput = {
   segmentDurationMinMs: 1000,
   segmentDurationMaxMs: 6000,
   partDurationMs: 1000,
+  keyframeIntervalMs: 1000,
 };
 const standard: SegmentPolicyInput = {
   ...ll,
   latencyMode: LatencyMode.STANDARD,
   segmentDurationMinMs: 1500,
   partDurationMs: 0,
+  keyframeIntervalMs: 500,
 };
 const since0 = (ms: number): SegmentSchedule => ({
   segmentDurationMs: ms,
@@ -58,8 +60,29 @@ describe("segment granularity", () => {
       segmentDurationMinMs: 1000,
       segmentDurationTargetMs: 3200,
       segmentDurationMaxMs: 5000,
+      keyframeIntervalMs: 800,
     };
     assert.deepEqual(granularityLevels(odd), { low: 1600, normal: 3200, high: 4800 });
+    // A 2 s GOP: only whole 2 s multiples start with a keyframe.
+    assert.deepEqual(granularityLevels({ ...ll, keyframeIntervalMs: 2000 }), {
+      low: 2000,
+      normal: 2000,
+      high: 6000,
+    });
+    // Unknown (0): only the target's multiples are safe; segments can grow, never shrink.
+    assert.deepEqual(granularityLevels({ ...ll, keyframeIntervalMs: 0 }), {
+      low: 2000,
+      normal: 2000,
+      high: 6000,
+    });
+    assert.deepEqual(
+      granularityLevels({ ...ll, keyframeIntervalMs: 0, segmentDurationMaxMs: 5000 }),
+      { low: 2000, normal: 2000, high: 4000 },
+    );
+    assert.throws(
+      () => granularityLevels({ ...ll, keyframeIntervalMs: 1500 }),
+      /keyframeIntervalMs: 1500 is not a multiple of 1000 ms dividing the target 2000 ms/,
+    );
   });
 
   it("lengthens segments under high demand from the next segment boundary", () => {
@@ -187,7 +210,7 @@ describe("segment granularity", () => {
     const ok = { segmentDurationMs: 2000, sinceMsn: 43, sinceShard: 154 };
     assert.equal(scheduleChangeProblem(list, ok, ll), undefined);
     const cases: [Partial<SegmentSchedule>, RegExp][] = [
-      [{ segmentDurationMs: 1500 }, /1500 is not a multiple of 1000 ms \(part duration\)/],
+      [{ segmentDurationMs: 1500 }, /1500 is not a multiple of the 1000 ms keyframe interval/],
       [{ segmentDurationMs: 7000 }, /7000 is outside the policy's \[1000, 6000\] ms/],
       [{ segmentDurationMs: 4000 }, /already the duration in force/],
       [{ sinceShard: 130, sinceMsn: 40 }, /must be after the last change's first shard 130/],
@@ -238,21 +261,40 @@ describe("segment granularity", () => {
         lowLatency: fc.boolean(),
         minFrac: fc.double({ min: 0, max: 1, noNaN: true }),
         maxExtra: fc.integer({ min: 0, max: 8000 }),
+        keyframeDiv: fc.integer({ min: 0, max: 12 }),
       })
-      .map(({ shard, partMul, targetParts, lowLatency, minFrac, maxExtra }): SegmentPolicyInput => {
-        const part = shard * partMul;
-        const target = Math.max(1000, part * targetParts);
-        const aligned = Math.ceil(target / part) * part;
-        const min = Math.max(shard, Math.round(shard + (aligned - shard) * minFrac));
-        return {
-          shardDurationMs: shard,
-          latencyMode: lowLatency ? LatencyMode.LOW_LATENCY : LatencyMode.STANDARD,
-          segmentDurationTargetMs: aligned,
-          segmentDurationMinMs: min,
-          segmentDurationMaxMs: Math.min(15000, aligned + maxExtra),
-          partDurationMs: lowLatency ? part : 0,
-        };
-      })
+      .map(
+        ({
+          shard,
+          partMul,
+          targetParts,
+          lowLatency,
+          minFrac,
+          maxExtra,
+          keyframeDiv,
+        }): SegmentPolicyInput => {
+          const part = shard * partMul;
+          const target = Math.max(1000, part * targetParts);
+          const aligned = Math.ceil(target / part) * part;
+          const min = Math.max(shard, Math.round(shard + (aligned - shard) * minFrac));
+          // A keyframe interval: a multiple of the unit dividing the target (0 = the target).
+          const unit = lowLatency ? part : shard;
+          const units = aligned / unit;
+          const divisors = Array.from({ length: units }, (_, i) => i + 1).filter(
+            (d) => units % d === 0,
+          );
+          const k = keyframeDiv === 0 ? 0 : unit * (divisors[keyframeDiv % divisors.length] ?? 1);
+          return {
+            shardDurationMs: shard,
+            latencyMode: lowLatency ? LatencyMode.LOW_LATENCY : LatencyMode.STANDARD,
+            segmentDurationTargetMs: aligned,
+            segmentDurationMinMs: min,
+            segmentDurationMaxMs: Math.min(15000, aligned + maxExtra),
+            partDurationMs: lowLatency ? part : 0,
+            keyframeIntervalMs: k,
+          };
+        },
+      )
       .filter((p) => p.segmentDurationMaxMs >= p.segmentDurationTargetMs);
     fc.assert(
       fc.property(
@@ -261,7 +303,8 @@ describe("segment granularity", () => {
         fc.integer({ min: 1, max: 40 }),
         (policy, trace, stepShards) => {
           const levels = granularityLevels(policy);
-          const unit = segmentUnitMs(policy);
+          const unit = policy.keyframeIntervalMs || policy.segmentDurationTargetMs;
+          assert.equal(unit % segmentUnitMs(policy), 0, "keyframes fall on part/shard boundaries");
           let schedule = since0(policy.segmentDurationTargetMs);
           const history: SegmentSchedule[] = [schedule];
           let shard = 0;
@@ -274,7 +317,7 @@ describe("segment granularity", () => {
               { policy, schedule, currentShard: shard, sessions },
               defaultGranularityOptions,
             );
-            assert.ok(d.segmentDurationMs % unit === 0, "aligned to parts/shards");
+            assert.ok(d.segmentDurationMs % unit === 0, "aligned to keyframes");
             assert.ok(
               d.segmentDurationMs >= policy.segmentDurationMinMs &&
                 d.segmentDurationMs <= policy.segmentDurationMaxMs,
@@ -318,6 +361,13 @@ describe("segment granularity", () => {
             }
             const cur = history[h] as SegmentSchedule;
             const perSegment = cur.segmentDurationMs / policy.shardDurationMs;
+            if (inSegment === 0) {
+              assert.equal(
+                (n * policy.shardDurationMs) % unit,
+                0,
+                `segment at shard ${n} starts on a keyframe`,
+              );
+            }
             assert.equal(msnOfShard(cur, policy.shardDurationMs, n), msn, `shard ${n}`);
             inSegment++;
             if (inSegment === perSegment) {

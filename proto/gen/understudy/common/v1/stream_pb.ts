@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file understudy/common/v1/stream.proto.
  */
 export const file_understudy_common_v1_stream: GenFile = /*@__PURE__*/
-  fileDesc("CiF1bmRlcnN0dWR5L2NvbW1vbi92MS9zdHJlYW0ucHJvdG8SFHVuZGVyc3R1ZHkuY29tbW9uLnYxIoUBCglSZW5kaXRpb24SCgoCaWQYASABKAkSFQoNYmFuZHdpZHRoX2JwcxgCIAEoBBINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SEgoKZnJhbWVfcmF0ZRgFIAEoARIOCgZjb2RlY3MYBiABKAkSEgoKYXVkaW9fb25seRgHIAEoCCKPAQoNU2VnbWVudFBvbGljeRIiChpzZWdtZW50X2R1cmF0aW9uX3RhcmdldF9tcxgBIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21pbl9tcxgCIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21heF9tcxgDIAEoDRIYChBwYXJ0X2R1cmF0aW9uX21zGAQgASgNIlcKCVBsYWNlbWVudBIXCg9hbGxvd2VkX3JlZ2lvbnMYASADKAkSFQoNYWxsb3dlZF96b25lcxgCIAMoCRIaChJ6b25lX2FudGlfYWZmaW5pdHkYAyABKAgi5QIKClN0cmVhbVNwZWMSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKCnJlbmRpdGlvbnMYAyADKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5SZW5kaXRpb24SGQoRc2hhcmRfZHVyYXRpb25fbXMYBCABKA0SOwoOc2VnbWVudF9wb2xpY3kYBSABKAsyIy51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50UG9saWN5EhoKEnJlcGxpY2F0aW9uX2ZhY3RvchgGIAEoDRI3CgxsYXRlbmN5X21vZGUYByABKA4yIS51bmRlcnN0dWR5LmNvbW1vbi52MS5MYXRlbmN5TW9kZRIyCglwbGFjZW1lbnQYCCABKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5QbGFjZW1lbnQSHwoXdGltZWxpbmVfb3JpZ2luX3VuaXhfbXMYCSABKAMivgIKBlN0cmVhbRIuCgRzcGVjGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxIPCgd2ZXJzaW9uGAIgASgEEg0KBWVwb2NoGAMgASgEEhcKD2NyZWF0ZWRfdW5peF9tcxgEIAEoAxIXCg91cGRhdGVkX3VuaXhfbXMYBSABKAMSMgoGc3RhdHVzGAYgASgOMiIudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3RhdHVzEhYKDnN0YXR1c19tZXNzYWdlGAcgASgJEkQKEHNlZ21lbnRfc2NoZWR1bGUYCCADKAsyKi51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50U2NoZWR1bGVFbnRyeRIgChhzZWdtZW50X3NjaGVkdWxlX3ZlcnNpb24YCSABKAQihAEKFFNlZ21lbnRTY2hlZHVsZUVudHJ5EhEKCXNpbmNlX21zbhgBIAEoBBITCgtzaW5jZV9zaGFyZBgCIAEoBBIbChNzZWdtZW50X2R1cmF0aW9uX21zGAMgASgNEhcKD2RlY2lkZWRfdW5peF9tcxgEIAEoAxIOCgZyZWFzb24YBSABKAkqZAoLTGF0ZW5jeU1vZGUSHAoYTEFURU5DWV9NT0RFX1VOU1BFQ0lGSUVEEAASHAoYTEFURU5DWV9NT0RFX0xPV19MQVRFTkNZEAESGQoVTEFURU5DWV9NT0RFX1NUQU5EQVJEEAIqmgEKDFN0cmVhbVN0YXR1cxIdChlTVFJFQU1fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVU1RSRUFNX1NUQVRVU19QRU5ESU5HEAESGAoUU1RSRUFNX1NUQVRVU19BQ1RJVkUQAhIaChZTVFJFQU1fU1RBVFVTX0RFR1JBREVEEAMSGgoWU1RSRUFNX1NUQVRVU19ERUxFVElORxAEYgZwcm90bzM");
+  fileDesc("CiF1bmRlcnN0dWR5L2NvbW1vbi92MS9zdHJlYW0ucHJvdG8SFHVuZGVyc3R1ZHkuY29tbW9uLnYxIoUBCglSZW5kaXRpb24SCgoCaWQYASABKAkSFQoNYmFuZHdpZHRoX2JwcxgCIAEoBBINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SEgoKZnJhbWVfcmF0ZRgFIAEoARIOCgZjb2RlY3MYBiABKAkSEgoKYXVkaW9fb25seRgHIAEoCCKtAQoNU2VnbWVudFBvbGljeRIiChpzZWdtZW50X2R1cmF0aW9uX3RhcmdldF9tcxgBIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21pbl9tcxgCIAEoDRIfChdzZWdtZW50X2R1cmF0aW9uX21heF9tcxgDIAEoDRIYChBwYXJ0X2R1cmF0aW9uX21zGAQgASgNEhwKFGtleWZyYW1lX2ludGVydmFsX21zGAUgASgNIlcKCVBsYWNlbWVudBIXCg9hbGxvd2VkX3JlZ2lvbnMYASADKAkSFQoNYWxsb3dlZF96b25lcxgCIAMoCRIaChJ6b25lX2FudGlfYWZmaW5pdHkYAyABKAgi5QIKClN0cmVhbVNwZWMSCgoCaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKCnJlbmRpdGlvbnMYAyADKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5SZW5kaXRpb24SGQoRc2hhcmRfZHVyYXRpb25fbXMYBCABKA0SOwoOc2VnbWVudF9wb2xpY3kYBSABKAsyIy51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50UG9saWN5EhoKEnJlcGxpY2F0aW9uX2ZhY3RvchgGIAEoDRI3CgxsYXRlbmN5X21vZGUYByABKA4yIS51bmRlcnN0dWR5LmNvbW1vbi52MS5MYXRlbmN5TW9kZRIyCglwbGFjZW1lbnQYCCABKAsyHy51bmRlcnN0dWR5LmNvbW1vbi52MS5QbGFjZW1lbnQSHwoXdGltZWxpbmVfb3JpZ2luX3VuaXhfbXMYCSABKAMivgIKBlN0cmVhbRIuCgRzcGVjGAEgASgLMiAudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3BlYxIPCgd2ZXJzaW9uGAIgASgEEg0KBWVwb2NoGAMgASgEEhcKD2NyZWF0ZWRfdW5peF9tcxgEIAEoAxIXCg91cGRhdGVkX3VuaXhfbXMYBSABKAMSMgoGc3RhdHVzGAYgASgOMiIudW5kZXJzdHVkeS5jb21tb24udjEuU3RyZWFtU3RhdHVzEhYKDnN0YXR1c19tZXNzYWdlGAcgASgJEkQKEHNlZ21lbnRfc2NoZWR1bGUYCCADKAsyKi51bmRlcnN0dWR5LmNvbW1vbi52MS5TZWdtZW50U2NoZWR1bGVFbnRyeRIgChhzZWdtZW50X3NjaGVkdWxlX3ZlcnNpb24YCSABKAQihAEKFFNlZ21lbnRTY2hlZHVsZUVudHJ5EhEKCXNpbmNlX21zbhgBIAEoBBITCgtzaW5jZV9zaGFyZBgCIAEoBBIbChNzZWdtZW50X2R1cmF0aW9uX21zGAMgASgNEhcKD2RlY2lkZWRfdW5peF9tcxgEIAEoAxIOCgZyZWFzb24YBSABKAkqZAoLTGF0ZW5jeU1vZGUSHAoYTEFURU5DWV9NT0RFX1VOU1BFQ0lGSUVEEAASHAoYTEFURU5DWV9NT0RFX0xPV19MQVRFTkNZEAESGQoVTEFURU5DWV9NT0RFX1NUQU5EQVJEEAIqmgEKDFN0cmVhbVN0YXR1cxIdChlTVFJFQU1fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVU1RSRUFNX1NUQVRVU19QRU5ESU5HEAESGAoUU1RSRUFNX1NUQVRVU19BQ1RJVkUQAhIaChZTVFJFQU1fU1RBVFVTX0RFR1JBREVEEAMSGgoWU1RSRUFNX1NUQVRVU19ERUxFVElORxAEYgZwcm90bzM");
 
 /**
  * One rung of the rendition ladder (one HLS variant / DASH representation).
@@ -88,9 +88,9 @@ export const RenditionSchema: GenMessage<Rendition> = /*@__PURE__*/
  *
  * Segment granularity: the coordinator moves a stream's segment duration
  * between three levels within [min, max] by demand and latency mode (see
- * Stream.segment_schedule): the shortest multiple of the unit >= min, the
- * target, and the longest multiple of the unit <= max (unit: part duration
- * for LOW_LATENCY, shard duration for STANDARD).
+ * Stream.segment_schedule): the shortest multiple of keyframe_interval_ms
+ * >= min, the target, and the longest multiple of keyframe_interval_ms <= max.
+ * Every segment therefore starts with a keyframe.
  *
  * @generated from message understudy.common.v1.SegmentPolicy
  */
@@ -129,6 +129,21 @@ export type SegmentPolicy = Message<"understudy.common.v1.SegmentPolicy"> & {
    * @generated from field: uint32 part_duration_ms = 4;
    */
   partDurationMs: number;
+
+  /**
+   * Where the encoders can start a segment: every keyframe_interval_ms of
+   * media from the timeline origin (their GOP; the part duration for
+   * encoders that insert a keyframe wherever they are told to cut). Segment
+   * durations are whole multiples of it. 0 = the target duration, fixed at
+   * creation (the only places a stream's encoders are known to put
+   * keyframes), so segments can then only grow to multiples of the target.
+   * Validation: 0, or a multiple of the part duration (LOW_LATENCY) or shard
+   * duration (STANDARD) that divides segment_duration_target_ms; immutable
+   * after creation.
+   *
+   * @generated from field: uint32 keyframe_interval_ms = 5;
+   */
+  keyframeIntervalMs: number;
 };
 
 /**
@@ -359,9 +374,8 @@ export const StreamSchema: GenMessage<Stream> = /*@__PURE__*/
 
 /**
  * From segment since_msn on, whose first shard is since_shard, segments last
- * segment_duration_ms (a whole number of parts for LOW_LATENCY, of shards for
- * STANDARD, within the spec's [segment_duration_min_ms,
- * segment_duration_max_ms] when it was decided).
+ * segment_duration_ms (a multiple of the spec's keyframe_interval_ms, within
+ * its [segment_duration_min_ms, segment_duration_max_ms] when it was decided).
  *
  * @generated from message understudy.common.v1.SegmentScheduleEntry
  */

@@ -595,10 +595,11 @@ export const SetAssignmentsSchema: GenMessage<SetAssignments> = /*@__PURE__*/
  * it is a no-op reporting why:
  * - the stream's segment_schedule_version equals expected_schedule_version
  *   (ABORTED otherwise: replan from the current schedule);
- * - segment_duration_ms is a multiple of the part duration (LOW_LATENCY) or
- *   of the shard duration (STANDARD), within [segment_duration_min_ms,
- *   segment_duration_max_ms] of the current spec, and differs from the
- *   duration in force before since_shard (INVALID_ARGUMENT);
+ * - segment_duration_ms is a multiple of the spec's keyframe_interval_ms
+ *   (itself a multiple of the part or shard duration; 0 = the target), within
+ *   [segment_duration_min_ms, segment_duration_max_ms] of the current spec,
+ *   and differs from the duration in force before since_shard
+ *   (INVALID_ARGUMENT);
  * - since_shard is a segment boundary after the last entry's since_shard,
  *   and since_msn is that boundary's MSN under the last entry, so numbering
  *   continues without a gap or overlap (INVALID_ARGUMENT);
