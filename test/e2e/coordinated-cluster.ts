@@ -218,15 +218,16 @@ export async function startCoordinatedCluster(
 }
 
 /**
- * Segment bounds the fixture can honour: its keyframes are 2 s apart, so
- * every segment must be a whole number of 2 s (here exactly 2 s: no
- * granularity change, EXT-X-TARGETDURATION 2).
+ * Segment bounds of the fixture stream: its keyframes are 2 s apart
+ * (keyframeIntervalMs), so every segment is a whole number of 2 s; here
+ * exactly 2 s (no granularity change, EXT-X-TARGETDURATION 2).
  */
 export const fixtureSegmentPolicy = {
   segmentDurationTargetMs: 2000,
   segmentDurationMinMs: 2000,
   segmentDurationMaxMs: 2000,
   partDurationMs: 500,
+  keyframeIntervalMs: 2000,
 };
 
 export interface FixtureStreamOptions {

@@ -48,11 +48,13 @@ import {
 
 const sid = "gran";
 const path = `/live/${sid}/360p/index.m3u8`;
+/** The fixture's keyframes are 2 s apart: segments of 2 s or 4 s all start with one. */
 const policy = (minMs: number) => ({
   segmentDurationTargetMs: 4000,
   segmentDurationMinMs: minMs,
   segmentDurationMaxMs: 4000,
   partDurationMs: 500,
+  keyframeIntervalMs: 2000,
 });
 
 interface Listed {

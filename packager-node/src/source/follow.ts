@@ -10,7 +10,7 @@
  * which has applied at least that change. Reconnects with jittered, bounded
  * backoff across the coordinator list.
  */
-import { createGrpcClient } from "../../../common/grpc-client.ts";
+import { createGrpcClient, type GrpcClientOptions } from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
 import {
   type ChainGraph,
@@ -28,6 +28,8 @@ export interface StreamPlan {
   readonly schedule: readonly ScheduleEntry[] | undefined;
   /** The stream's shard duration (must equal the fixture's part duration to follow it). */
   readonly shardDurationMs: number;
+  /** Where the stream's segments may start (SegmentPolicy.keyframe_interval_ms; 0 = unknown). */
+  readonly keyframeIntervalMs: number;
 }
 
 /** Stream.segment_schedule as the source timeline's entries (the spec's target from 0 when empty). */
@@ -71,12 +73,14 @@ export async function fetchStreamPlan(
   streamId: string,
   log: Logger,
   signal: AbortSignal,
+  /** The coordinators' token (coordinator.tokenFile). */
+  auth: GrpcClientOptions = {},
 ): Promise<StreamPlan> {
   let attempt = 0;
   for (;;) {
     const address = addresses[attempt % addresses.length] as string;
-    const streams = createGrpcClient(StreamService, address);
-    const chains = createGrpcClient(ChainService, address);
+    const streams = createGrpcClient(StreamService, address, auth);
+    const chains = createGrpcClient(ChainService, address, auth);
     try {
       const { stream } = await streams.getStream(
         { streamId, staleOk: true },
@@ -89,6 +93,7 @@ export async function fetchStreamPlan(
         map: graph ? shardMapOfGraph(graph) : undefined,
         schedule: scheduleOfStream(stream),
         shardDurationMs: stream?.spec?.shardDurationMs ?? 0,
+        keyframeIntervalMs: stream?.spec?.segmentPolicy?.keyframeIntervalMs ?? 0,
       };
     } catch (err) {
       if (signal.aborted) throw err;
@@ -117,14 +122,16 @@ export function followChain(
   apply: (map: ShardMap) => void,
   log: Logger,
   applySchedule?: (schedule: readonly ScheduleEntry[]) => void,
+  /** The coordinators' token (coordinator.tokenFile). */
+  auth: GrpcClientOptions = {},
 ): Follower {
   const ac = new AbortController();
   void (async () => {
     let attempt = 0;
     while (!ac.signal.aborted) {
       const address = addresses[attempt % addresses.length] as string;
-      const client = createGrpcClient(ChainService, address, { keepaliveMs: 10_000 });
-      const streams = createGrpcClient(StreamService, address);
+      const client = createGrpcClient(ChainService, address, { ...auth, keepaliveMs: 10_000 });
+      const streams = createGrpcClient(StreamService, address, auth);
       try {
         for await (const update of client.watchChain({ streamId }, { signal: ac.signal })) {
           attempt = 0;

@@ -7,6 +7,7 @@
 import { ConfigError } from "../../../common/config.ts";
 import { ConnectError } from "../../../common/errors.ts";
 import { createLogger } from "../../../common/log.ts";
+import { createTokenFileSource, type TokenSource } from "../../../common/rpc-auth.ts";
 import { loadSourceConfig, type SourceConfig } from "./config.ts";
 import { type Fixture, FixtureError, loadFixture } from "./fixture.ts";
 import { fetchStreamPlan, followChain } from "./follow.ts";
@@ -86,6 +87,17 @@ export async function main(argv: string[]): Promise<number> {
     { component: "source" },
     config.logLevel === undefined ? {} : { level: config.logLevel },
   );
+  // The coordinators' token (role encoder); its file is re-read when it changes.
+  let token: TokenSource | undefined;
+  try {
+    token = config.coordinator?.tokenFile
+      ? createTokenFileSource(config.coordinator.tokenFile, { log: logger })
+      : undefined;
+  } catch (err) {
+    process.stderr.write(`${file}: coordinator.tokenFile: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const auth = token ? { bearerToken: (token as TokenSource).token } : {};
   // Following the coordinator: wait for the stream, take its replicated
   // timeline origin and current shard map, then keep watching the chain.
   const stopping = new AbortController();
@@ -100,7 +112,13 @@ export async function main(argv: string[]): Promise<number> {
   let followsSchedule = false;
   if (coordinators) {
     try {
-      const plan = await fetchStreamPlan(coordinators, config.streamId, logger, stopping.signal);
+      const plan = await fetchStreamPlan(
+        coordinators,
+        config.streamId,
+        logger,
+        stopping.signal,
+        auth,
+      );
       timelineOriginMs ??= plan.timelineOriginMs;
       followsSchedule = plan.shardDurationMs === fixture.partDurationMs;
       if (!followsSchedule) {
@@ -109,6 +127,13 @@ export async function main(argv: string[]): Promise<number> {
           { shardDurationMs: plan.shardDurationMs, fixturePartMs: fixture.partDurationMs },
         );
       } else segmentSchedule = plan.schedule;
+      const gopMs = fixture.partsPerSegment * fixture.partDurationMs;
+      if (plan.keyframeIntervalMs % gopMs !== 0) {
+        logger.warn(
+          "the stream lets segments start between the fixture's keyframes: such segments will not start with one",
+          { keyframeIntervalMs: plan.keyframeIntervalMs, fixtureKeyframeEveryMs: gopMs },
+        );
+      }
       // Until the coordinator assigns shards this encoder produces nothing.
       assignment = plan.map
         ? { kind: "map", map: plan.map }
@@ -167,6 +192,7 @@ export async function main(argv: string[]): Promise<number> {
               }
             }
           : undefined,
+        auth,
       )
     : undefined;
   let statusServer: StatusServer | undefined;
