@@ -75,6 +75,12 @@ export interface GrpcClientOptions {
   keepaliveTimeoutMs?: number;
   maxReceiveMessageBytes?: number;
   channelOptions?: grpc.ChannelOptions;
+  /**
+   * Sent as `authorization: Bearer <token>` on every call (unless the call's
+   * own metadata has an authorization); a function is asked on every call, so
+   * a token file re-read on change (common/rpc-auth.ts TokenSource) takes effect.
+   */
+  bearerToken?: string | (() => string);
 }
 
 export function createGrpcClient<S extends DescService>(
@@ -99,11 +105,20 @@ export function createGrpcClient<S extends DescService>(
     channelOptions,
   );
   const client: Record<string, unknown> = { raw, close: () => raw.close() };
-  for (const method of service.methods) client[method.localName] = bind(raw, service, method);
+  const token = opts.bearerToken;
+  const auth = token === undefined ? undefined : typeof token === "string" ? () => token : token;
+  for (const method of service.methods) {
+    client[method.localName] = bind(raw, service, method, auth);
+  }
   return client as GrpcClient<S>;
 }
 
-function bind(raw: grpc.Client, service: DescService, method: DescMethod) {
+function bind(
+  raw: grpc.Client,
+  service: DescService,
+  method: DescMethod,
+  token: (() => string) | undefined,
+) {
   const path = `/${service.typeName}/${method.name}`;
   const serialize = (m: MessageInitShape<DescMessage>) =>
     Buffer.from(toBinary(method.input, create(method.input, m)));
@@ -111,6 +126,7 @@ function bind(raw: grpc.Client, service: DescService, method: DescMethod) {
   const callOpts = (o: CallOptions = {}): [grpc.Metadata, grpc.CallOptions] => {
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(o.metadata ?? {})) md.set(k, v);
+    if (token && md.get("authorization").length === 0) md.set("authorization", `Bearer ${token()}`);
     return [md, o.timeoutMs ? { deadline: Date.now() + o.timeoutMs } : {}];
   };
   // The listener is removed when the call ends (every call kind emits

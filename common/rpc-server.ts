@@ -11,7 +11,13 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import {
+  type ConnectRouter,
+  createContextKey,
+  createContextValues,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { createHealthService, type HealthService } from "./rpc-health.ts";
 import { registerReflection } from "./rpc-reflection.ts";
@@ -58,6 +64,9 @@ export interface RpcServer {
 
 export const defaultReadMaxBytes = 4 * 1024 * 1024;
 
+/** "ip:port" of the caller, for interceptors (auth refusal logs); "" when unknown. */
+export const peerAddressKey = createContextKey<string>("", { description: "caller address" });
+
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   const [host, portText] = splitHostPort(opts.listen);
   const health = createHealthService(opts.services.map((s) => s.service.typeName));
@@ -71,6 +80,11 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     readMaxBytes: opts.readMaxBytes ?? defaultReadMaxBytes,
     writeMaxBytes: opts.writeMaxBytes ?? 16 * 1024 * 1024,
     interceptors: opts.interceptors,
+    contextValues: (req) =>
+      createContextValues().set(
+        peerAddressKey,
+        `${req.socket?.remoteAddress ?? "?"}:${req.socket?.remotePort ?? 0}`,
+      ),
     fallback: (req, res) => {
       if (opts.fallback) return opts.fallback(req, res);
       res.writeHead(404, { "content-type": "text/plain" });

@@ -19,6 +19,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { ConfigError, type Infer, loadConfigFile, s } from "../../../common/config.ts";
+import { tokenFilePathHint } from "../../../common/rpc-auth.ts";
 import { defaultPushLimits } from "./pusher.ts";
 import {
   type Assignment,
@@ -59,7 +60,11 @@ export const sourceConfigSchema = s.object({
    * then not allowed.
    */
   coordinator: s.optional(
-    s.object({ addresses: s.array(s.hostPort(), { minItems: 1, maxItems: 16 }) }),
+    s.object({
+      addresses: s.array(s.hostPort(), { minItems: 1, maxItems: 16 }),
+      /** Bearer token for the coordinators (role encoder), one token in a 0600 file. */
+      tokenFile: s.optional(s.string({ minLength: 1, hint: tokenFilePathHint })),
+    }),
   ),
   pool: s.optional(staticPoolSchema),
   targets: s.optional(s.array(targetUrlSchema, { minItems: 1, maxItems: replicaTargetsMax })),
