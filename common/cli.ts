@@ -42,6 +42,10 @@ const commands: Record<string, Command> = {
     summary: "Run a live source of the encoder pool (loops a CMAF ladder, pushes shards)",
     module: "../packager-node/src/source/main.ts",
   },
+  token: {
+    summary: "Make a bearer token (0600 file) and the config entry with its SHA-256 digest",
+    module: "./token-cli.ts",
+  },
 };
 
 export function packageVersion(): string {

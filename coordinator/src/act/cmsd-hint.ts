@@ -17,6 +17,7 @@
  */
 
 import { Code } from "../../../common/errors.ts";
+import type { GrpcClientOptions } from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
 import type { Component } from "../../../proto/gen/understudy/common/v1/component_pb.ts";
 import {
@@ -70,6 +71,8 @@ export interface CmsdHintOptions {
   readonly concurrentMax?: number;
   /** Replaces the real PackagerService calls (tests). */
   readonly calls?: CmsdHintCalls;
+  /** Options of the real calls' clients (the token the packagers require). */
+  readonly packagerClient?: GrpcClientOptions;
 }
 
 export interface CmsdHintActor {
@@ -102,8 +105,11 @@ const FINAL_CODES = new Set<number>([
 const UNDER_WAY = new Set([HandoverState.NOTIFIED, HandoverState.SWITCHED]);
 const TERMINAL = new Set([HandoverState.COMPLETED, HandoverState.ABORTED]);
 
-export function createRealHintCalls(rpcTimeoutMs: number): CmsdHintCalls {
-  const clients = createPackagerClients();
+export function createRealHintCalls(
+  rpcTimeoutMs: number,
+  clientOptions: GrpcClientOptions = {},
+): CmsdHintCalls {
+  const clients = createPackagerClients(clientOptions);
   return {
     async set(c, h, term, signal) {
       await clients.client(c).setHandoverHint(
@@ -143,7 +149,7 @@ export function createCmsdHintActor(opts: CmsdHintOptions): CmsdHintActor {
   const backoffMs = opts.backoffMs ?? 200;
   const backoffMaxMs = opts.backoffMaxMs ?? 2000;
   const concurrentMax = opts.concurrentMax ?? 64;
-  const calls = opts.calls ?? createRealHintCalls(opts.rpcTimeoutMs ?? 2000);
+  const calls = opts.calls ?? createRealHintCalls(opts.rpcTimeoutMs ?? 2000, opts.packagerClient);
   if (!(renewIntervalMs > 0 && renewIntervalMs < ttlMs))
     throw new Error(`cmsd hint: renewIntervalMs ${renewIntervalMs} must be in (0, ttlMs ${ttlMs})`);
 

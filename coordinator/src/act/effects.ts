@@ -6,7 +6,11 @@
  * the receiver.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createGrpcClient, type GrpcClient } from "../../../common/grpc-client.ts";
+import {
+  createGrpcClient,
+  type GrpcClient,
+  type GrpcClientOptions,
+} from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
 import type { DirectiveSchema } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import { DirectiveKind } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
@@ -29,6 +33,8 @@ export interface EffectsOptions {
   /** Service name the agent allowlists for starting a standby packager. */
   standbyServiceName?: string;
   rpcTimeoutMs?: number;
+  /** Options of the PackagerService clients (the token the packagers require). */
+  packagerClient?: GrpcClientOptions;
 }
 
 export interface RealEffects extends HandoverEffects {
@@ -42,7 +48,7 @@ export interface PackagerClients {
   close(): void;
 }
 
-export function createPackagerClients(): PackagerClients {
+export function createPackagerClients(clientOptions: GrpcClientOptions = {}): PackagerClients {
   const clients = new Map<string, GrpcClient<typeof PackagerService>>();
   return {
     client(c) {
@@ -52,7 +58,7 @@ export function createPackagerClients(): PackagerClients {
         );
       let cl = clients.get(c.controlAddress);
       if (!cl) {
-        cl = createGrpcClient(PackagerService, c.controlAddress);
+        cl = createGrpcClient(PackagerService, c.controlAddress, clientOptions);
         clients.set(c.controlAddress, cl);
       }
       return cl;
@@ -65,7 +71,7 @@ export function createPackagerClients(): PackagerClients {
 }
 
 export function createHandoverEffects(opts: EffectsOptions): RealEffects {
-  const clients = createPackagerClients();
+  const clients = createPackagerClients(opts.packagerClient);
   const timeoutMs = opts.rpcTimeoutMs ?? 5000;
   const term = () => BigInt(opts.cluster.leadership().term);
   const client = (c: Component) => clients.client(c);

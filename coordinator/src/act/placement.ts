@@ -24,7 +24,11 @@
  * not answer in time are left out; with no answer the map moves at the next
  * boundary as before.
  */
-import { createGrpcClient, type GrpcClient } from "../../../common/grpc-client.ts";
+import {
+  createGrpcClient,
+  type GrpcClient,
+  type GrpcClientOptions,
+} from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
 import {
   type Component,
@@ -90,12 +94,15 @@ export function currentShardOf(stream: Stream, nowMs: number): number {
  * entry each: the newest part of the segment in progress, else the newest
  * complete segment). One client per control address, closed by `close()`.
  */
-export function createInventoryReader(): { read: NewestMediaReader; close(): void } {
+export function createInventoryReader(clientOptions: GrpcClientOptions = {}): {
+  read: NewestMediaReader;
+  close(): void;
+} {
   const clients = new Map<string, GrpcClient<typeof PackagerService>>();
   const clientFor = (address: string) => {
     let c = clients.get(address);
     if (!c) {
-      c = createGrpcClient(PackagerService, address);
+      c = createGrpcClient(PackagerService, address, clientOptions);
       clients.set(address, c);
     }
     return c;

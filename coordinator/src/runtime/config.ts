@@ -4,9 +4,18 @@
  * heartbeat and an election timeout randomized in 300–600 ms.
  */
 import { ConfigError, type Infer, loadConfigFile, s } from "../../../common/config.ts";
+import { loadTokensFile, tokenEntriesSchema, tokenFilePathHint } from "../../../common/rpc-auth.ts";
 import { DEFAULT_MODEL_FILE, ModelFileError, readModelFile } from "../predict/index.ts";
 
 const idPattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+/**
+ * Roles a coordinator token may carry (the per-method table is in auth.ts and
+ * coordinator/README.md): admin may call everything; reader the reads;
+ * agent AgentService.Connect; encoder what sources call; peer the Raft port.
+ */
+export const coordinatorRoles = ["admin", "reader", "agent", "encoder", "peer"] as const;
+const tokenFile = () => s.string({ minLength: 1, hint: tokenFilePathHint });
 const nodeId = () => s.string({ pattern: idPattern, hint: "a node id (1–64 chars of [a-z0-9-])" });
 
 export const coordinatorConfigSchema = s.object({
@@ -64,6 +73,12 @@ export const coordinatorConfigSchema = s.object({
       snapshotEntries: s.default(s.number({ min: 10, max: 10_000_000, integer: true }), 10_000),
       /** Peer RPC deadline. */
       rpcTimeoutMs: s.default(s.number({ min: 10, max: 60_000, integer: true }), 1000),
+      /**
+       * The cluster's peer token (one token, file mode 0600): sent on every
+       * Raft RPC to the other members and required on this node's peer port
+       * (tokens in auth with role peer are accepted too, for rotation).
+       */
+      peerTokenFile: s.optional(tokenFile()),
     }),
     {
       tickMs: 50,
@@ -90,6 +105,19 @@ export const coordinatorConfigSchema = s.object({
     }),
     { readMaxBytes: 4 * 1024 * 1024, proposeTimeoutMs: 5000 },
   ),
+  /**
+   * Bearer tokens accepted on the API port, as SHA-256 digests with a name and
+   * roles. Absent: the API is unauthenticated (a warning at start).
+   */
+  auth: s.optional(
+    s.object({
+      tokens: s.default(tokenEntriesSchema(coordinatorRoles), []),
+      /** More tokens in a YAML file (`tokens: [...]`), re-read when it changes. */
+      tokensFile: s.optional(s.string({ minLength: 1, hint: "a tokens file path" })),
+    }),
+  ),
+  /** The token this node sends to the packagers' control ports (PackagerService). */
+  packagerControl: s.optional(s.object({ tokenFile: tokenFile() })),
   /**
    * NATS for handover notices (understudy.v1.handover.<stream>). Optional: without
    * it clients still get notices from HandoverService (Watch / GetLatestNotice).
@@ -191,6 +219,32 @@ export function validateCoordinatorConfig(cfg: CoordinatorConfig, file?: string)
     ids.add(m.id);
   }
   if (cfg.predict.enabled) validatePredictModel(cfg, file);
+  validateAuthFiles(cfg, file);
+}
+
+/**
+ * Accepted tokens are complete and the tokens file parses, so `--check`
+ * catches them. The token files this node sends from are secrets read at
+ * start (exit 2 naming the file when one is unusable): under systemd they
+ * come from LoadCredential=, which `--check` outside the unit cannot see.
+ */
+function validateAuthFiles(cfg: CoordinatorConfig, file?: string): void {
+  if (!cfg.auth) return;
+  if (cfg.auth.tokens.length === 0 && !cfg.auth.tokensFile) {
+    throw new ConfigError(
+      "auth",
+      "lists no tokens: set auth.tokens or auth.tokensFile (or remove auth to run without authentication)",
+      file,
+    );
+  }
+  if (cfg.auth.tokensFile) {
+    try {
+      loadTokensFile(cfg.auth.tokensFile, coordinatorRoles);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError("auth.tokensFile", err.message, file);
+      throw err;
+    }
+  }
 }
 
 /** The start-up model must load and predict over the configured horizon. */

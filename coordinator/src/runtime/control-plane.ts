@@ -6,6 +6,7 @@
  * reads or redirect.
  */
 import { join } from "node:path";
+import type { GrpcClientOptions } from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
 import { type HttpFallback, type ServiceRegistration, serve } from "../../../common/rpc-server.ts";
 import { AgentService } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
@@ -19,7 +20,7 @@ import {
   type HandoverEffects,
   type Orchestrator,
 } from "../act/orchestrator.ts";
-import { createPlacementLoop } from "../act/placement.ts";
+import { createInventoryReader, createPlacementLoop } from "../act/placement.ts";
 import { createPredictLoop } from "../act/predict-loop.ts";
 import { createServiceWatch } from "../act/service-watch.ts";
 import { createClientTelemetry } from "../api/client-service.ts";
@@ -46,6 +47,8 @@ export interface ControlPlaneOptions {
   };
   /** Replaces the real effects (tests). */
   effects?: HandoverEffects;
+  /** Options of every PackagerService client (the packagerControl token). */
+  packagerClient?: GrpcClientOptions;
 }
 
 export interface ControlPlane {
@@ -84,6 +87,7 @@ export function createControlPlane(
         log,
         sendDirective: (id, d) => ingest.sendDirective(id, d),
         standbyServiceName: opts.handover.standbyServiceName,
+        packagerClient: opts.packagerClient ?? {},
       });
   const orchestrator = createOrchestrator({
     cluster,
@@ -96,6 +100,9 @@ export function createControlPlane(
     automatic: opts.handover.automatic,
   });
   const clients = createClientTelemetry(cluster);
+  const inventory = opts.placement.automatic
+    ? createInventoryReader(opts.packagerClient ?? {})
+    : undefined;
   const placement = opts.placement.automatic
     ? createPlacementLoop({
         cluster,
@@ -104,6 +111,7 @@ export function createControlPlane(
         intervalMs: opts.placement.intervalMs,
         deferPrimaryFailuresMs: opts.handover.automatic ? 3000 : 0,
         sessionsByRendition: (id, now) => clients.sessionsByRendition(id, now),
+        ...(inventory ? { newestMedia: inventory.read } : {}),
       })
     : undefined;
   const predictLoop = opts.predict.enabled
@@ -120,7 +128,11 @@ export function createControlPlane(
       })
     : undefined;
   // The old primary's responses carry a CMSD hint while a handover is under way.
-  const cmsdHints = createCmsdHintActor({ cluster, log: log.child({ part: "cmsd-hint" }) });
+  const cmsdHints = createCmsdHintActor({
+    cluster,
+    log: log.child({ part: "cmsd-hint" }),
+    packagerClient: opts.packagerClient ?? {},
+  });
   const serviceWatch = createServiceWatch(
     cluster,
     (l) => ingest.onReport(l),
@@ -156,6 +168,7 @@ export function createControlPlane(
       serviceWatch.stop();
       predictLoop?.stop();
       placement?.stop();
+      inventory?.close();
       orchestrator.stop();
       offLiveness();
       detector.close();

@@ -40,6 +40,7 @@ import { notLeaderError } from "../api/writes.ts";
 import { createFsm, encodeCommand, type Fsm } from "../fsm/fsm.ts";
 import { bootstrapState, type RecoveredState } from "../raft/index.ts";
 import { type DurableLog, openDurableLog } from "../storage/index.ts";
+import { createCoordinatorAuth } from "./auth.ts";
 import type { CoordinatorConfig } from "./config.ts";
 import { type ControlPlane, createControlPlane } from "./control-plane.ts";
 import { createRaftDriver, type PeerAddress, type RaftDriver } from "./raft-driver.ts";
@@ -77,6 +78,8 @@ export async function startCoordinatorNode(
 ): Promise<CoordinatorNode> {
   const log = deps.log.child({ node: cfg.nodeId });
   const clock = deps.clock ?? systemClock;
+  // Token files first: a bad one stops the start before anything is opened.
+  const auth = createCoordinatorAuth(cfg, log, clock);
   mkdirSync(cfg.dataDir, { recursive: true });
   const opened = await openDurableLog(cfg.dataDir, { logger: log });
   const durable: DurableLog = opened.log;
@@ -129,6 +132,7 @@ export async function startCoordinatorNode(
     clock,
     log,
     addressOf,
+    peerClient: auth.peerClient,
   });
 
   const leadership = (): Leadership => {
@@ -177,6 +181,7 @@ export async function startCoordinatorNode(
   const peerServer = await startRpcServer({
     listen: cfg.peerListen,
     services: [serve(RaftService, driver.service)],
+    interceptors: auth.peerInterceptors,
     readMaxBytes: cfg.raft.maxSizePerMsgBytes + 1024 * 1024,
   });
   const peerAddress = cfg.peerAdvertise ?? peerServer.address;
@@ -239,12 +244,14 @@ export async function startCoordinatorNode(
     handover: cfg.handover,
     placement: cfg.placement,
     predict: cfg.predict,
+    packagerClient: auth.packagerClient,
     ...(deps.handoverEffects ? { effects: deps.handoverEffects } : {}),
   });
   const extraHttp = deps.httpFallback?.(cluster);
   const apiServer = await startRpcServer({
     listen: cfg.apiListen,
     readMaxBytes: cfg.api.readMaxBytes,
+    interceptors: auth.apiInterceptors,
     services: [
       serve(ClusterService, createClusterService(cluster, admin)),
       serve(StreamService, createStreamService(cluster)),
@@ -259,6 +266,7 @@ export async function startCoordinatorNode(
         res.end(req.method === "HEAD" ? "" : body);
       };
       if (handleSteering(fsm, req.method, req.url, reply)) return;
+      if ((req.url ?? "").split("?")[0] === "/metrics" && !auth.metricsAllowed(req, res)) return;
       if (controlPlane.http(req, res)) return;
       if (extraHttp) return extraHttp(req, res);
       reply(404, { "content-type": "text/plain" }, `no route for ${req.method} ${req.url}\n`);

@@ -6,7 +6,9 @@
  */
 import { parseArgs } from "node:util";
 import { packageVersion } from "../../../common/cli.ts";
+import { ConfigError } from "../../../common/config.ts";
 import { createLogger } from "../../../common/log.ts";
+import { TokenFileError } from "../../../common/rpc-auth.ts";
 import { formatInspection, inspectDurableLog, StorageCorruptionError } from "../storage/index.ts";
 import { loadCoordinatorConfig } from "./config.ts";
 import { startCoordinatorNode } from "./coordinator-node.ts";
@@ -72,6 +74,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof StorageCorruptionError) {
       process.stderr.write(`understudy coordinator: refusing to start: ${err.message}\n`);
       return 1;
+    }
+    // A token file a restart cannot fix: 2, like a config error (no restart loop).
+    if (err instanceof TokenFileError || err instanceof ConfigError) {
+      process.stderr.write(`understudy coordinator: ${err.message}\n`);
+      return 2;
     }
     process.stderr.write(`understudy coordinator: ${(err as Error).message}\n`);
     return 1;

@@ -15,7 +15,11 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Clock } from "../../../common/clock.ts";
 import { Code, ConnectError, unavailable } from "../../../common/errors.ts";
-import { createGrpcClient, type GrpcClient } from "../../../common/grpc-client.ts";
+import {
+  createGrpcClient,
+  type GrpcClient,
+  type GrpcClientOptions,
+} from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
 import type { Rng } from "../../../common/rng.ts";
 import * as pb from "../../../proto/gen/understudy/raft/v1/raft_pb.ts";
@@ -64,6 +68,8 @@ export interface RaftDriverOptions {
   readonly log: Logger;
   /** Where a member can be reached; undefined when not known yet. */
   readonly addressOf: (id: string) => PeerAddress | undefined;
+  /** Extra options of the peer clients (the cluster's peer token). */
+  readonly peerClient?: GrpcClientOptions;
 }
 
 export interface LeaderInfo {
@@ -285,6 +291,7 @@ export function createRaftDriver(opts: RaftDriverOptions): RaftDriver {
     if (have && have.address === addr) return have.client;
     have?.client.close();
     const client = createGrpcClient(pb.RaftService, addr, {
+      ...opts.peerClient,
       keepaliveMs: 10_000,
       channelOptions: {
         // Reconnect fast after a peer restarts: failover time depends on it.
