@@ -105,6 +105,16 @@ const coordinatorSchema = s.object({
   backoffMaxMs: s.default(s.number({ min: 100, max: 300_000, integer: true }), 10_000),
   /** A report not acknowledged within this long counts as lost for probe.loss_ratio. */
   ackTimeoutMs: s.default(s.number({ min: 100, max: 60_000, integer: true }), 5000),
+  /**
+   * Bearer token sent on AgentService.Connect (a coordinator token with role
+   * agent), one token in a file not readable by group or others.
+   */
+  tokenFile: s.optional(
+    s.string({
+      pattern: /^(\/|\$\{?CREDENTIALS_DIRECTORY\}?\/)\S+$/,
+      hint: "an absolute path, or $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=)",
+    }),
+  ),
   /** No Welcome within this long after Hello: the stream is abandoned and retried. */
   helloTimeoutMs: s.default(s.number({ min: 100, max: 60_000, integer: true }), 5000),
   /** At most this many buffered reports are written per replay burst before yielding. */

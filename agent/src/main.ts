@@ -6,8 +6,10 @@
 import { packageVersion } from "../../common/cli.ts";
 import { systemClock } from "../../common/clock.ts";
 import { ConfigError } from "../../common/config.ts";
+import { errorMessage } from "../../common/errors.ts";
 import { createLogger } from "../../common/log.ts";
 import { createRng } from "../../common/rng.ts";
+import { createTokenFileSource, type TokenSource } from "../../common/rpc-auth.ts";
 import { type Agent, createAgent } from "./agent.ts";
 import { createCgroupReader } from "./cgroup.ts";
 import { execFileRunner } from "./command-runner.ts";
@@ -115,6 +117,13 @@ async function run(config: AgentConfig): Promise<number> {
         })
       : undefined;
   const c = config.coordinator;
+  let token: TokenSource | undefined;
+  try {
+    token = c.tokenFile ? createTokenFileSource(c.tokenFile, { log: logger }) : undefined;
+  } catch (err) {
+    process.stderr.write(`understudy agent: coordinator.tokenFile: ${errorMessage(err)}\n`);
+    return 2;
+  }
   let agent: Agent;
   try {
     agent = await createAgent({
@@ -128,6 +137,7 @@ async function run(config: AgentConfig): Promise<number> {
         keepaliveTimeoutMs: c.keepaliveTimeoutMs,
         backoffInitialMs: c.backoffInitialMs,
         backoffMaxMs: c.backoffMaxMs,
+        ...(token ? { token: () => (token as TokenSource).token() } : {}),
       }),
       runner: execFileRunner,
       ...(watcher ? { processWatcher: watcher } : {}),

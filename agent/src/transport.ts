@@ -16,7 +16,7 @@
  * network (no TCP error ever comes): within keepaliveIntervalMs +
  * keepaliveTimeoutMs.
  */
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
 import {
   AgentService,
@@ -46,6 +46,8 @@ export interface GrpcAgentTransportOptions {
   backoffMaxMs: number;
   /** Largest coordinator message accepted. */
   maxReceiveMessageBytes?: number;
+  /** Bearer token for the coordinators (asked per stream, so a re-read token file takes effect). */
+  token?: () => string;
 }
 
 const connectPath = `/${AgentService.typeName}/${AgentService.method.connect.name}`;
@@ -67,11 +69,14 @@ export function createGrpcAgentTransport(opts: GrpcAgentTransportOptions): Agent
         },
       });
       open.add(client);
+      const md = new grpc.Metadata();
+      if (opts.token) md.set("authorization", `Bearer ${opts.token()}`);
       const call: grpc.ClientDuplexStream<Uint8Array, CoordinatorMessage> =
         client.raw.makeBidiStreamRequest(
           connectPath,
           (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
           (b: Buffer) => decodeCoordinatorMessage(b),
+          md,
         );
       // Errors surface through the async iterator; this listener only keeps an
       // 'error' emitted while nobody iterates from crashing the process.

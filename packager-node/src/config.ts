@@ -3,6 +3,10 @@
  * naming its dotted path). See deploy/ examples and the field comments below.
  */
 import { ConfigError, type Infer, loadConfigFile, parseConfig, s } from "../../common/config.ts";
+import { loadTokensFile, tokenEntriesSchema } from "../../common/rpc-auth.ts";
+
+/** Roles of a control-port token: coordinator (every PackagerService call), reader (Inventory, GetStatus). */
+export const packagerControlRoles = ["coordinator", "reader"] as const;
 
 /** Stream ids as in understudy.common.v1.StreamSpec: 1–64 chars of [a-z0-9-]. */
 export const STREAM_ID_PATTERN = /^[a-z0-9-]{1,64}$/;
@@ -61,6 +65,18 @@ export const packagerConfigSchema = s.object({
   listen: s.hostPort({ allowZeroPort: true }),
   /** gRPC listener for PackagerService (optional; absent = no control plane). */
   control: s.optional(s.hostPort({ allowZeroPort: true })),
+  /**
+   * Bearer tokens accepted on `control`, as SHA-256 digests (the coordinators
+   * send theirs from packagerControl.tokenFile). Absent: the control port is
+   * unauthenticated (a warning at start).
+   */
+  controlAuth: s.optional(
+    s.object({
+      tokens: s.default(tokenEntriesSchema(packagerControlRoles), []),
+      /** More tokens in a YAML file (`tokens: [...]`), re-read when it changes. */
+      tokensFile: s.optional(s.string({ minLength: 1, hint: "a tokens file path" })),
+    }),
+  ),
   storage: s.default(
     s.object({
       /** Bytes held for segments that left the live window (the window itself is always held). */
@@ -162,6 +178,24 @@ function checkConfig(c: PackagerConfig): PackagerConfig {
   }
   if (c.mode === "origin" && c.edge) {
     throw new ConfigError("edge", 'is only allowed with mode: "edge"');
+  }
+  if (c.controlAuth) {
+    if (!c.control) throw new ConfigError("controlAuth", "needs control (the port it protects)");
+    if (c.controlAuth.tokens.length === 0 && !c.controlAuth.tokensFile) {
+      throw new ConfigError(
+        "controlAuth",
+        "lists no tokens: set controlAuth.tokens or controlAuth.tokensFile (or remove controlAuth)",
+      );
+    }
+    if (c.controlAuth.tokensFile) {
+      try {
+        loadTokensFile(c.controlAuth.tokensFile, packagerControlRoles);
+      } catch (err) {
+        if (err instanceof ConfigError)
+          throw new ConfigError("controlAuth.tokensFile", err.message);
+        throw err;
+      }
+    }
   }
   if (c.ingest.partBytesMax > c.ingest.segmentBytesMax) {
     throw new ConfigError("ingest.partBytesMax", "must not exceed ingest.segmentBytesMax");

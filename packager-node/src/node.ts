@@ -91,6 +91,8 @@ export interface StatusReport {
 
 export interface PackagerNode {
   readonly config: PackagerConfig;
+  /** The node's logger (the control port logs auth refusals to it). */
+  readonly logger: Logger;
   /** Valid after start(). */
   readonly urls: PackagerNodeUrls;
   /** Origin storage (undefined in edge mode). */
@@ -446,6 +448,7 @@ export function createPackagerNode(
 
   const node: PackagerNode = {
     config,
+    logger,
     get urls() {
       return urls;
     },

@@ -33,6 +33,7 @@ import { RENDITION_ID_PATTERN, STREAM_ID_PATTERN } from "../config.ts";
 import type { PackagerNode } from "../node.ts";
 import type { RenditionInfo } from "../playlist/model.ts";
 import type { StreamDef } from "../store/media-store.ts";
+import { controlAuthInterceptors } from "./auth.ts";
 import { createHandoverHintRpcs } from "./handover-hint-rpc.ts";
 import { type CopiedObject, replicateFromPeer } from "./replicator.ts";
 
@@ -446,6 +447,7 @@ export async function startPackagerControl(
   const server = await startRpcServer({
     listen,
     services: [serve(PackagerService, createPackagerServiceImpl(node, opts))],
+    interceptors: controlAuthInterceptors(node.config, node.logger, opts.clock),
   });
   return { address: server.address, close: () => server.close() };
 }
