@@ -302,6 +302,8 @@ async function main(): Promise<void> {
     logLevel: "warn",
     config: raftOnly,
     command: ["--import", "tsx", fileURLToPath(new URL("./raft-node.ts", import.meta.url))],
+    // Raft and the API path, comparable with earlier runs; auth adds one SHA-256 per call.
+    auth: false,
   });
   try {
     const leader = await c.waitForLeader(10_000);

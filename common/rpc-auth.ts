@@ -99,7 +99,10 @@ export function resolveTokenFilePath(path: string, env = process.env): string {
 
 /**
  * Reads one token from a file: it must be a regular file not readable by
- * group or others; surrounding whitespace (a trailing newline) is ignored.
+ * others, nor by its group, except in systemd's credentials directory: there
+ * systemd grants the service user read access with an ACL on a 0400 file, so
+ * the mode's group bits show the ACL mask (0440), and the directory itself is
+ * private to the service. Surrounding whitespace (a trailing newline) is ignored.
  */
 export function readTokenFile(path: string, env = process.env): string {
   const file = resolveTokenFilePath(path, env);
@@ -113,11 +116,15 @@ export function readTokenFile(path: string, env = process.env): string {
     if (err instanceof TokenFileError) throw err;
     throw new TokenFileError(path, `cannot be read: ${(err as Error).message}`);
   }
+  const credentialsDir = env.CREDENTIALS_DIRECTORY?.replace(/\/+$/, "");
+  const fromSystemd = credentialsDir !== undefined && file.startsWith(`${credentialsDir}/`);
   const mode = Number(st.mode) & 0o777;
-  if (mode & 0o044) {
+  const open = mode & (fromSystemd ? 0o004 : 0o044);
+  if (open) {
+    const who = [open & 0o040 ? "group" : "", open & 0o004 ? "others" : ""].filter((w) => w);
     throw new TokenFileError(
       path,
-      `is readable by ${mode & 0o040 ? "group" : "others"}${mode & 0o004 && mode & 0o040 ? " and others" : ""} (mode 0${mode.toString(8)}); a token is a secret: chmod 600 ${file} (owner = the service user), or hand it in with systemd LoadCredential=`,
+      `is readable by ${who.join(" and ")} (mode 0${mode.toString(8)}); a token is a secret: chmod 600 ${file} (owner = the service user), or hand it in with systemd LoadCredential=`,
     );
   }
   const token = text.trim();

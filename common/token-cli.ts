@@ -4,7 +4,8 @@
  * existing token. Tokens are written only to files this command creates with
  * mode 0600 (or to stdout when asked), so they do not end up in configs.
  */
-import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import {
   generateToken,
@@ -96,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
   if (values.out) {
     let fd: number;
     try {
+      mkdirSync(dirname(values.out), { recursive: true, mode: 0o700 });
       // O_EXCL unless --force; the mode applies to a file created here.
       fd = openSync(values.out, values.force ? "w" : "wx", 0o600);
     } catch (err) {

@@ -12,6 +12,7 @@ import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/clus
 import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
 import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { createSupervisor, freePorts, type RoleProcess, type Supervisor } from "./supervisor.ts";
+import { type RunTokens, writeRunTokens } from "./tokens.ts";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -42,6 +43,8 @@ export async function waitUntil<T>(
 
 export interface Cluster {
   sup: Supervisor;
+  /** Every process runs with bearer-token auth; the demo's own calls use these tokens. */
+  tokens: RunTokens;
   coordinators: { id: string; api: string; proc: RoleProcess }[];
   packagers: { id: string; http: string; proc: RoleProcess }[];
   natsUrl: string;
@@ -56,6 +59,7 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
   const natsPort = nats.port;
   const natsUrl = nats.url;
   const sup = createSupervisor({ runDir });
+  const tokens = writeRunTokens(join(runDir, "tokens"));
   const ports = await freePorts(3 + 3 + 3 + 3);
   const coord = [0, 1, 2].map((i) => ({
     id: `c${i + 1}`,
@@ -80,6 +84,7 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
           placement: { intervalMs: 500 },
           predict: { enabled: predictive },
           handover: { stepDeadlineMs: 8000, switchAheadSegments: 2 },
+          ...tokens.coordinatorConfig(),
         },
         { ready: /"event":"listening"/ },
       ),
@@ -96,7 +101,14 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
       const proc = await sup.start(
         id,
         "packager",
-        { nodeId: id, mode: "origin", listen: http, control, log: { level: "warn" } },
+        {
+          nodeId: id,
+          mode: "origin",
+          listen: http,
+          control,
+          controlAuth: { tokens: tokens.controlTokens },
+          log: { level: "warn" },
+        },
         { ready: /listening on/, extraArgs: ["--dev-fault-injection"] },
       );
       await sup.start(
@@ -111,7 +123,7 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
             baseUrl: `http://${http}`,
             controlAddress: control,
           },
-          coordinator: { addresses },
+          coordinator: { addresses, tokenFile: tokens.files.agent },
           sampling: { intervalMs: 1000, heartbeatIntervalMs: 250 },
           probes: { packagerStatusUrl: `http://${http}/status` },
           // The agent watches the packager process: if it dies while the
@@ -131,7 +143,7 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
       "agent",
       {
         component: { id: e, role: "encoder", labels: { region: "local", zone: "z1" } },
-        coordinator: { addresses },
+        coordinator: { addresses, tokenFile: tokens.files.agent },
         sampling: { intervalMs: 1000, heartbeatIntervalMs: 250 },
         logLevel: "warn",
       },
@@ -140,6 +152,7 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
   }
   return {
     sup,
+    tokens,
     coordinators,
     packagers,
     natsUrl,
@@ -160,7 +173,9 @@ export async function startCluster(runDir: string, predictive: boolean): Promise
 export async function leaderOf(cluster: Cluster): Promise<{ id: string; api: string } | undefined> {
   for (const c of cluster.coordinators) {
     if (!c.proc.running()) continue;
-    const client = createGrpcClient(ClusterService, c.api);
+    const client = createGrpcClient(ClusterService, c.api, {
+      bearerToken: cluster.tokens.tokens.reader,
+    });
     try {
       const st = await client.getStatus({}, { timeoutMs: 500 });
       if (st.node?.role === NodeRole.LEADER) return { id: c.id, api: c.api };
@@ -217,7 +232,7 @@ export async function startStream(cluster: Cluster) {
   await waitUntil("the stream to be created", 20_000, async () => {
     const l = await leaderOf(cluster);
     if (!l) return undefined;
-    const c = createGrpcClient(StreamService, l.api);
+    const c = createGrpcClient(StreamService, l.api, { bearerToken: cluster.tokens.tokens.admin });
     try {
       await c.createStream({ spec, requestId: "demo-create" }, { timeoutMs: 5000 });
       return true;
@@ -230,7 +245,12 @@ export async function startStream(cluster: Cluster) {
     await cluster.sup.start(
       e,
       "source",
-      { streamId: "demo", encoderId: e, coordinator: { addresses }, logLevel: "warn" },
+      {
+        streamId: "demo",
+        encoderId: e,
+        coordinator: { addresses, tokenFile: cluster.tokens.files.encoder },
+        logLevel: "warn",
+      },
       { ready: "spawn" },
     );
     void i;

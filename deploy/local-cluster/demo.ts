@@ -112,7 +112,7 @@ async function runScenario(
       const survivors = cluster.coordinators.filter((c) => c.id !== before.id);
       const clients = survivors.map((c) => ({
         id: c.id,
-        s: createGrpcClient(StreamService, c.api),
+        s: createGrpcClient(StreamService, c.api, { bearerToken: cluster.tokens.tokens.admin }),
       }));
       let attempt = 0;
       const next = await waitUntil("a new leader to commit", 15_000, async () => {
@@ -138,7 +138,9 @@ async function runScenario(
     await sleep(t.afterKillMs);
     const report: ViewersReport = await viewing;
     const api = (await leaderOf(cluster))?.api ?? addresses[0]!;
-    const hc = createGrpcClient(HandoverService, api);
+    const hc = createGrpcClient(HandoverService, api, {
+      bearerToken: cluster.tokens.tokens.reader,
+    });
     const hs =
       (await hc.listHandovers({ streamId: "demo", includeFinished: true }).catch(() => undefined))
         ?.handovers ?? [];

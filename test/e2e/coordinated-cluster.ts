@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createGrpcClient } from "../../common/grpc-client.ts";
 import type { RoleProcess } from "../../deploy/local-cluster/supervisor.ts";
+import { type RunTokens, writeRunTokens } from "../../deploy/local-cluster/tokens.ts";
 import {
   type ChainGraph,
   ChainService,
@@ -44,6 +45,10 @@ export interface CoordinatedCluster {
   readonly packagers: (Member & { url: string; agent: RoleProcess })[];
   readonly encoders: (Member & { agent: RoleProcess })[];
   readonly addresses: string[];
+  /** Every process runs with bearer-token auth; tests' own calls send these. */
+  readonly tokens: RunTokens;
+  /** Client options sending the admin token (writes and reads). */
+  readonly admin: { readonly bearerToken: string };
   /** The API address of the current Raft leader. */
   leader(): Promise<string>;
   /** ChainService.GetChain (linearizable) on the leader. */
@@ -71,6 +76,8 @@ export async function startCoordinatedCluster(
   streamId: string,
 ): Promise<CoordinatedCluster> {
   const ports = await freePorts(12);
+  const tokens = writeRunTokens(join(run.runDir, "tokens"));
+  const admin = { bearerToken: tokens.tokens.admin };
   const coord = [0, 1, 2].map((i) => ({
     id: `c${i + 1}`,
     api: `127.0.0.1:${ports[i]}`,
@@ -95,6 +102,7 @@ export async function startCoordinatedCluster(
           predict: { enabled: false },
           // info: placement commits and handover steps land in the run directory's logs.
           log: { level: "info" },
+          ...tokens.coordinatorConfig(),
         },
         { ready: /"event":"listening"/ },
       ),
@@ -108,7 +116,14 @@ export async function startCoordinatedCluster(
       const proc = await run.sup.start(
         id,
         "packager",
-        { nodeId: id, mode: "origin", listen: http, control, log: { level: "warn" } },
+        {
+          nodeId: id,
+          mode: "origin",
+          listen: http,
+          control,
+          controlAuth: { tokens: tokens.controlTokens },
+          log: { level: "warn" },
+        },
         { ready: /listening on/ },
       );
       const agent = await run.sup.start(
@@ -123,7 +138,7 @@ export async function startCoordinatedCluster(
             baseUrl: `http://${http}`,
             controlAddress: control,
           },
-          coordinator: { addresses },
+          coordinator: { addresses, tokenFile: tokens.files.agent },
           sampling: { intervalMs: 1000, heartbeatIntervalMs },
           probes: { packagerStatusUrl: `http://${http}/status` },
           logLevel: "warn",
@@ -140,7 +155,7 @@ export async function startCoordinatedCluster(
         "agent",
         {
           component: { id, role: "encoder", labels: { region: "local", zone: `z${i + 1}` } },
-          coordinator: { addresses },
+          coordinator: { addresses, tokenFile: tokens.files.agent },
           sampling: { intervalMs: 1000, heartbeatIntervalMs },
           logLevel: "warn",
         },
@@ -150,7 +165,12 @@ export async function startCoordinatedCluster(
       const proc = await run.sup.start(
         id,
         "source",
-        { streamId, encoderId: id, coordinator: { addresses }, logLevel: "warn" },
+        {
+          streamId,
+          encoderId: id,
+          coordinator: { addresses, tokenFile: tokens.files.encoder },
+          logLevel: "warn",
+        },
         { ready: "spawn" },
       );
       return { id, proc, agent };
@@ -161,7 +181,7 @@ export async function startCoordinatedCluster(
     waitUntil("a coordinator leader", 15_000, async () => {
       for (const c of coordinators) {
         if (!c.proc.running()) continue;
-        const client = createGrpcClient(ClusterService, c.api);
+        const client = createGrpcClient(ClusterService, c.api, admin);
         try {
           const st = await client.getStatus({}, { timeoutMs: 500 });
           if (st.node?.role === NodeRole.LEADER) return c.api;
@@ -178,9 +198,14 @@ export async function startCoordinatedCluster(
     packagers,
     encoders,
     addresses,
+    tokens,
+    admin,
     leader,
     async watchChain(streamId) {
-      const client = createGrpcClient(ChainService, await leader(), { keepaliveMs: 10_000 });
+      const client = createGrpcClient(ChainService, await leader(), {
+        ...admin,
+        keepaliveMs: 10_000,
+      });
       const ac = new AbortController();
       const updates: { atMs: number; graph: ChainGraph }[] = [];
       const errors: string[] = [];
@@ -205,7 +230,7 @@ export async function startCoordinatedCluster(
       };
     },
     async chain(streamId) {
-      const client = createGrpcClient(ChainService, await leader());
+      const client = createGrpcClient(ChainService, await leader(), admin);
       try {
         const { graph } = await client.getChain({ streamId }, { timeoutMs: 2000 });
         if (!graph) throw new Error(`GetChain(${streamId}) returned no graph`);
@@ -245,7 +270,7 @@ export async function createFixtureStream(
   opts: FixtureStreamOptions = {},
 ): Promise<number> {
   const originMs = opts.originMs ?? Math.floor(nowMs / segmentDurationMs) * segmentDurationMs;
-  const client = createGrpcClient(StreamService, await cluster.leader());
+  const client = createGrpcClient(StreamService, await cluster.leader(), cluster.admin);
   try {
     await client.createStream(
       {
@@ -281,7 +306,7 @@ export async function updateSegmentPolicy(
   streamId: string,
   segmentPolicy: typeof fixtureSegmentPolicy,
 ): Promise<Stream> {
-  const client = createGrpcClient(StreamService, await cluster.leader());
+  const client = createGrpcClient(StreamService, await cluster.leader(), cluster.admin);
   try {
     const { stream } = await client.getStream({ streamId }, { timeoutMs: 2000 });
     if (!stream?.spec) throw new Error(`GetStream(${streamId}) returned no spec`);
@@ -304,7 +329,7 @@ export async function getStream(
   cluster: CoordinatedCluster,
   streamId: string,
 ): Promise<GetStreamResponse> {
-  const client = createGrpcClient(StreamService, await cluster.leader());
+  const client = createGrpcClient(StreamService, await cluster.leader(), cluster.admin);
   try {
     return await client.getStream({ streamId }, { timeoutMs: 2000 });
   } finally {

@@ -334,7 +334,7 @@ describe("data plane under the coordinator: placement, encoder loss and packager
     cluster = await startCoordinatedCluster(run, sid);
     // Every agent registered and healthy first, so the first placement sees all packagers.
     await waitUntil("3 packagers and 2 encoders registered HEALTHY", 20_000, async () => {
-      const client = createGrpcClient(ComponentService, await cluster.leader());
+      const client = createGrpcClient(ComponentService, await cluster.leader(), cluster.admin);
       try {
         const { components } = await client.listComponents(
           { status: ComponentStatus.HEALTHY },

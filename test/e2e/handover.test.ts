@@ -83,7 +83,9 @@ describe("handover end to end (real processes, SDK viewers)", function () {
   ): Promise<T> => {
     let last: unknown;
     for (const c of running()) {
-      const h = createGrpcClient(HandoverService, c.api);
+      const h = createGrpcClient(HandoverService, c.api, {
+        bearerToken: cluster.tokens.tokens.admin,
+      });
       try {
         return await fn(h);
       } catch (err) {
@@ -96,7 +98,9 @@ describe("handover end to end (real processes, SDK viewers)", function () {
   };
   const startHandover = async (from: string): Promise<Handover> => {
     const l = await waitUntil("a leader", 10_000, () => leaderOf(cluster));
-    const h = createGrpcClient(HandoverService, l.api);
+    const h = createGrpcClient(HandoverService, l.api, {
+      bearerToken: cluster.tokens.tokens.admin,
+    });
     try {
       const r = await h.startHandover(
         { streamId, fromComponentId: from, reason: "e2e" },

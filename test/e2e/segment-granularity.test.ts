@@ -241,7 +241,7 @@ describe("segment granularity under the coordinator: a stream's segment duration
     run = createRun("granularity");
     cluster = await startCoordinatedCluster(run, sid);
     await waitUntil("3 packagers and 2 encoders registered HEALTHY", 20_000, async () => {
-      const client = createGrpcClient(ComponentService, await cluster.leader());
+      const client = createGrpcClient(ComponentService, await cluster.leader(), cluster.admin);
       try {
         const { components } = await client.listComponents(
           { status: ComponentStatus.HEALTHY },

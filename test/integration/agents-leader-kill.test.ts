@@ -35,6 +35,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
 import { createSupervisor, type RoleProcess } from "../../deploy/local-cluster/supervisor.ts";
+import { AgentService } from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import type {
   AgentStreamStatus,
   GetComponentResponse,
@@ -104,6 +105,13 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
   const apis = new Map<string, GrpcClient<typeof ComponentService>>();
   const agents: RoleProcess[] = [];
   const conns: AgentConn[] = [];
+  /** The control's AgentService clients, sending the cluster's agent token. */
+  const agentClients: GrpcClient<typeof AgentService>[] = [];
+  const agentClient = (c: TestCluster, id: string) => {
+    const client = createGrpcClient(AgentService, c.node(id).apiAddress, c.clientOptions("agent"));
+    agentClients.push(client);
+    return client;
+  };
 
   afterEach(async function () {
     if (this.currentTest?.state === "failed") {
@@ -111,6 +119,7 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
       for (const a of agents) process.stderr.write(`----- ${a.name} -----\n${a.tail(15)}\n`);
     }
     for (const c of conns.splice(0)) c.close();
+    for (const c of agentClients.splice(0)) c.close();
     await supervisor?.stopAll();
     for (const c of apis.values()) c.close();
     apis.clear();
@@ -133,7 +142,10 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
     const c = cluster;
     await c.waitForLeader(15_000);
     for (const id of c.ids()) {
-      apis.set(id, createGrpcClient(ComponentService, c.node(id).apiAddress));
+      apis.set(
+        id,
+        createGrpcClient(ComponentService, c.node(id).apiAddress, c.clientOptions("reader")),
+      );
     }
     const addresses = c.ids().map((id) => c.node(id).apiAddress);
     const streamOn = async (nodeId: string, componentId: string, timeoutMs = 1000) =>
@@ -151,7 +163,10 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
               component: { id, role: i % 2 === 0 ? "packager" : "encoder", host: "127.0.0.1" },
               // Rotated, so agents start at different nodes (some at the leader,
               // some redirected) and lose different first addresses.
-              coordinator: { addresses: [...addresses.slice(i % 3), ...addresses.slice(0, i % 3)] },
+              coordinator: {
+                addresses: [...addresses.slice(i % 3), ...addresses.slice(0, i % 3)],
+                tokenFile: c.tokens?.files.agent,
+              },
               sampling: { intervalMs: 1000, heartbeatIntervalMs: 250 },
               dataDir: join(c.root, "agents", `${id}-data`),
               logLevel: "info",
@@ -195,7 +210,7 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
         throw new Error(`agents not all streaming to ${l}: ${JSON.stringify(vs)}`);
       }
       probeHello = helloFor(`dup-probe-${attempt}`, "probe-instance-1");
-      const first = openAgentConn(c.node(l).apiAddress);
+      const first = openAgentConn(c.node(l).apiAddress, agentClient(c, l));
       conns.push(first);
       first.hello(probeHello);
       if ((await first.next(5000)).body.case !== "welcome") continue;
@@ -243,7 +258,7 @@ describe("agents re-stream to a new leader when the leader is SIGKILLed (3 coord
     assert.ok(survivors.includes(newLeader));
 
     // The control replays its whole buffer twice to the new leader, then goes live.
-    const second = openAgentConn(c.node(newLeader).apiAddress);
+    const second = openAgentConn(c.node(newLeader).apiAddress, agentClient(c, newLeader));
     conns.push(second);
     second.hello(probeHello);
     const w = await second.next(5000);

@@ -27,6 +27,7 @@ import { Code } from "../../common/errors.ts";
 import { createGrpcClient, type GrpcClient } from "../../common/grpc-client.ts";
 import { sleep } from "../../deploy/local-cluster/cluster.ts";
 import { freePorts, repoRoot, understudyBin } from "../../deploy/local-cluster/supervisor.ts";
+import { type RunTokens, writeRunTokens } from "../../deploy/local-cluster/tokens.ts";
 import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
 import { StreamService } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
 import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
@@ -163,6 +164,12 @@ export interface ClusterOptions {
    * executable's `coordinator` command). bench/raft.ts runs bench/raft-node.ts.
    */
   command?: readonly string[];
+  /**
+   * Bearer-token auth on every node (default true): random tokens in
+   * `<root>/tokens` (0600), the API taking `tokens.admin` etc. and the peer
+   * port the peer token. The cluster's own clients send the admin token.
+   */
+  auth?: boolean;
 }
 
 /**
@@ -222,6 +229,8 @@ export class TestCluster {
   readonly nodes = new Map<string, ClusterNode>();
   /** Last node seen as leader (a hint for writes). */
   lastLeader = "";
+  /** This run's tokens (undefined with `auth: false`); clients send `tokens.tokens.admin` etc. */
+  readonly tokens: RunTokens | undefined;
   private readonly opts: Required<Pick<ClusterOptions, "startTimeoutMs" | "logLevel">> &
     ClusterOptions;
   private bootstrapList: { id: string; peerAddress: string; apiAddress: string }[] = [];
@@ -231,6 +240,14 @@ export class TestCluster {
     this.opts = { startTimeoutMs: 20_000, logLevel: "info", ...opts };
     this.root = mkdtempSync(join(tmpdir(), `understudy-${opts.name ?? "cluster"}-`));
     liveTempDirs.add(this.root);
+    this.tokens = opts.auth === false ? undefined : writeRunTokens(join(this.root, "tokens"));
+  }
+
+  /** Client options carrying a token of this run (none with `auth: false`). */
+  clientOptions(token: "admin" | "reader" | "agent" | "encoder" = "admin"): {
+    bearerToken?: string;
+  } {
+    return this.tokens ? { bearerToken: this.tokens.tokens[token] } : {};
   }
 
   /** Creates the configs for `size` bootstrap voters c1..cN and starts them all. */
@@ -306,8 +323,14 @@ export class TestCluster {
       stderrFile: join(dir, "stderr.log"),
       apiAddress,
       peerAddress,
-      cluster: createGrpcClient(ClusterService, apiAddress, { channelOptions }),
-      streams: createGrpcClient(StreamService, apiAddress, { channelOptions }),
+      cluster: createGrpcClient(ClusterService, apiAddress, {
+        channelOptions,
+        ...this.clientOptions(),
+      }),
+      streams: createGrpcClient(StreamService, apiAddress, {
+        channelOptions,
+        ...this.clientOptions(),
+      }),
       state: "down",
       extraConfig,
     };
@@ -319,13 +342,15 @@ export class TestCluster {
   /** (Re)writes a node's YAML config; `patch` fields override the generated ones. */
   writeConfig(node: ClusterNode, patch: Record<string, unknown> = {}): void {
     const join = node.extraConfig.join === true;
+    const auth = this.tokens?.coordinatorConfig();
     const cfg: Record<string, unknown> = {
       nodeId: node.id,
       dataDir: node.dataDir,
       peerListen: node.peerAddress,
       apiListen: node.apiAddress,
       ...(join ? {} : { bootstrap: this.bootstrapList }),
-      raft: { ...this.opts.raft },
+      ...(auth ? { auth: auth.auth, packagerControl: auth.packagerControl } : {}),
+      raft: { ...auth?.raft, ...this.opts.raft },
       api: { ...this.opts.api },
       log: { level: this.opts.logLevel },
       ...this.opts.config,

@@ -159,7 +159,10 @@ describe("coordinator API (3 real processes)", function () {
     const post = (addr: string, path: string, body: unknown) =>
       fetch(`http://${addr}/${path}`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${cluster().tokens?.tokens.admin}`,
+        },
         body: JSON.stringify(body),
       });
     const st = await post(
