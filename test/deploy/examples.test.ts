@@ -204,6 +204,7 @@ const knownKeys: Record<string, string[]> = {
     "TimeoutStopSec",
     "StateDirectory",
     "StateDirectoryMode",
+    "LoadCredential",
     "ReadWritePaths",
     "UMask",
     "LimitNOFILE",
