@@ -7,22 +7,31 @@
  *   (connect-node), with a fake single-node leader ClusterHandle;
  * - 4 agent processes (bench/ingest/agents.ts), each multiplexing a quarter
  *   of the agent streams over grpc-js (50 streams per HTTP/2 connection),
- *   every stream sending a ~30-sample Report at 1 Hz;
+ *   every stream sending a ~30-sample Report at 1 Hz and, like the real
+ *   agent, heartbeat-only Reports in between (`--heartbeat-ms`, default 250:
+ *   3 per sample report, so 4 messages per agent per second);
  * - in the same run, a decode-only grpc-js baseline server
  *   (bench/ingest/server.ts "baseline") fed the same messages.
  *
  * The agent count ramps up (stages) within a total time budget. Per stage,
- * after a warm-up: reports/s and samples/s the server sustained, its own CPU
- * (process.cpuUsage, all threads) → reports per CPU-second (= agents at 1 Hz
- * per core), and ingest-to-window latency (agent send → report in the
- * windows) p50/p99. "keeps up" = received >= 97 % of sent and p99 < 1 s.
+ * after a warm-up: sample reports, heartbeats and samples per second the
+ * server sustained, its own CPU (process.cpuUsage, all threads: CPU time, not
+ * wall time, so a busy machine lowers throughput but not the cost per
+ * report) → sample reports per CPU-second (= agents at 1 Hz, with their
+ * heartbeats, per core), ingest-to-window latency (agent send → report in
+ * the windows) p50/p99, and RSS per agent (above the idle server's). "keeps
+ * up" = received >= 97 % of sent and p99 < 1 s. The server runs the
+ * production ingest limits.
  *
- *   npm run bench:ingest [-- --stages 2000,5000,10000,20000 --budget-s 90]
+ *   npm run bench:ingest [-- --stages 2500,5000,10000,20000 --budget-s 90
+ *                            --heartbeat-ms 250 --cpu-prof-dir DIR]
  *
- * Prints a table and writes bench/results/ingest.json.
+ * Prints a table (with the previous run's rows for before/after context) and
+ * writes bench/results/ingest.json. `node --import tsx bench/ingest/summarize.ts
+ * cpu DIR/<file>.cpuprofile` reads a profile.
  */
-import { type ChildProcess, fork } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 
@@ -40,6 +49,12 @@ const agentProcs = Number(arg("--agent-procs", "4"));
 const streamsPerConn = Number(arg("--streams-per-conn", "50"));
 /** Streams per agent process waiting for their Welcome at once (closed-loop ramp). */
 const pendingMax = Number(arg("--pending-max", "500"));
+/**
+ * Heartbeat-only reports between sample reports, like real agents (default
+ * 250 ms: 3 heartbeats per sample report). 0 = sample reports only (what
+ * runs before 2026-11-21 measured).
+ */
+const heartbeatMs = Number(arg("--heartbeat-ms", "250"));
 const TARGET_AGENTS_PER_CORE = 20_000;
 const here = import.meta.dirname;
 const started = performance.now();
@@ -98,17 +113,26 @@ interface StageResult {
   agents: number;
   streamsOpen: number;
   seconds: number;
+  /** Sample reports the agents sent per second. */
   sentPerS: number;
+  /** Sample reports (not heartbeats) the server took in per second. */
   reportsPerS: number;
+  heartbeatsPerS: number;
+  /** All AgentMessages: sample reports + heartbeats. */
+  messagesPerS: number;
   samplesPerS: number;
   serverCores: number;
+  /** Sample reports per server CPU-second = agents (1 Hz, with their heartbeats) per core. */
   reportsPerCoreS: number;
+  messagesPerCoreS: number;
   samplesPerCoreS: number;
   latencyP50Ms: number;
   latencyP99Ms: number;
   latencyMaxMs: number;
   agentCores: number;
   serverRssMb: number;
+  /** (RSS now − RSS of the idle server at start) / open streams. */
+  rssKbPerAgent: number;
   keepsUp: boolean;
   streamErrors: number;
   detail: Record<string, unknown>;
@@ -118,11 +142,17 @@ const sum = (xs: Msg[], k: string) => xs.reduce((a, m) => a + Number(m[k] ?? 0),
 
 async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<StageResult[]> {
   const out: StageResult[] = [];
-  const server = spawnChild("server.ts", [mode], true);
+  const server = spawnChild("server.ts", [mode, String(heartbeatMs)], true);
   const ready = await nextMessage(server, "ready", 30_000);
   const address = String(ready.address);
+  const idleRssBytes = Number(ready.rssBytes);
   const agents = Array.from({ length: agentProcs }, (_, i) =>
-    spawnChild("agents.ts", [String(i), String(streamsPerConn), String(pendingMax)]),
+    spawnChild("agents.ts", [
+      String(i),
+      String(streamsPerConn),
+      String(pendingMax),
+      String(heartbeatMs),
+    ]),
   );
   await Promise.all(agents.map((a) => nextMessage(a, "ready", 30_000)));
   try {
@@ -166,6 +196,7 @@ async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<St
       const secs = (Number(s2.atMs) - Number(s1.atMs)) / 1000;
       const cpuS = (Number(s2.cpuUs) - Number(s1.cpuUs)) / 1e6;
       const reports = Number(s2.reports) - Number(s1.reports);
+      const heartbeats = Number(s2.heartbeats) - Number(s1.heartbeats);
       const samples = Number(s2.samples) - Number(s1.samples);
       const sent = sum(a2, "sent") - sum(a1, "sent");
       const r: StageResult = {
@@ -175,15 +206,19 @@ async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<St
         seconds: secs,
         sentPerS: sent / secs,
         reportsPerS: reports / secs,
+        heartbeatsPerS: heartbeats / secs,
+        messagesPerS: (reports + heartbeats) / secs,
         samplesPerS: samples / secs,
         serverCores: cpuS / secs,
         reportsPerCoreS: reports / cpuS,
+        messagesPerCoreS: (reports + heartbeats) / cpuS,
         samplesPerCoreS: samples / cpuS,
         latencyP50Ms: Number(s2.latencyP50Ms),
         latencyP99Ms: Number(s2.latencyP99Ms),
         latencyMaxMs: Number(s2.latencyMaxMs),
         agentCores: (sum(a2, "cpuUs") - sum(a1, "cpuUs")) / 1e6 / secs,
         serverRssMb: Number(s2.rssBytes) / 1048576,
+        rssKbPerAgent: (Number(s2.rssBytes) - idleRssBytes) / 1024 / Math.max(1, welcomed),
         keepsUp: false,
         streamErrors: sum(a2, "errors"),
         detail: Object.fromEntries(
@@ -201,6 +236,7 @@ async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<St
               "heapUsedBytes",
               "externalBytes",
               "arrayBuffersBytes",
+              "metricBytes",
             ].includes(k),
           ),
         ),
@@ -211,7 +247,7 @@ async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<St
         r.latencyP99Ms < 1000;
       out.push(r);
       process.stderr.write(
-        `${mode} ${count} agents: ${r.reportsPerS.toFixed(0)} reports/s on ${r.serverCores.toFixed(2)} cores, p99 ${r.latencyP99Ms.toFixed(1)} ms\n`,
+        `${mode} ${count} agents: ${r.reportsPerS.toFixed(0)} reports/s + ${r.heartbeatsPerS.toFixed(0)} heartbeats/s on ${r.serverCores.toFixed(2)} cores, p99 ${r.latencyP99Ms.toFixed(1)} ms\n`,
       );
       if (mode === "ours" && r.reportsPerS < 0.8 * r.sentPerS) {
         // Far past saturation: a growing backlog, more agents measure nothing new.
@@ -248,22 +284,17 @@ const stagesBaseline =
     : [...new Set([ours[0]?.agents, ours[ours.length - 1]?.agents].filter((n) => n !== undefined))];
 const baseline = await runPhase("baseline", stagesBaseline);
 
-/** In-process cost split (no transport): decode only, decode + handler, handler only. */
-interface InprocResult {
-  decodeOnlyPerCoreS: number;
-  handlerPerCoreS: number;
-  handlerOnlyPerCoreS: number;
-  streams: number;
-}
+/** In-process cost split (no transport), see bench/ingest/inproc.ts: per-core rates by name. */
+type InprocResult = Record<string, number | string>;
 let inproc: InprocResult | undefined;
 {
   const seconds = Math.max(
     1,
-    Math.min(3, Math.floor((budgetMs - (performance.now() - started) - 4000) / 3000)),
+    Math.min(3, Math.floor((budgetMs - (performance.now() - started) - 4000) / 4000)),
   );
   const child = spawnChild("inproc.ts", ["2000", String(seconds)]);
   try {
-    inproc = (await nextMessage(child, "inproc", 60_000)) as unknown as InprocResult;
+    inproc = (await nextMessage(child, "inproc", 90_000)) as unknown as InprocResult;
   } catch (err) {
     process.stderr.write(`in-process split failed: ${String(err)}\n`);
     child.kill("SIGKILL");
@@ -275,43 +306,74 @@ const rows = [...ours, ...baseline];
 const header = [
   "mode",
   "agents",
-  "sent/s",
   "reports/s",
+  "hb/s",
   "samples/s",
   "srv cores",
-  "reports/core-s",
+  "agents/core",
+  "msgs/core-s",
   "samples/core-s",
   "p50 ms",
   "p99 ms",
-  "agent cores",
   "rss MB",
+  "KB/agent",
   "keeps up",
 ];
+const resultsFile = join(here, "results", "ingest.json");
+/** The previous run, for before/after context (its settings are printed with it). */
+const previous = (() => {
+  try {
+    return JSON.parse(readFileSync(resultsFile, "utf8")) as {
+      at?: string;
+      commit?: string;
+      host?: { loadAvgAtStart?: number[] };
+      config?: { heartbeatMs?: number };
+      stages?: Partial<StageResult>[];
+    };
+  } catch {
+    return undefined;
+  }
+})();
+const commit = (() => {
+  try {
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: here }).toString().trim();
+  } catch {
+    return "";
+  }
+})();
 console.log(
-  `load average at start: ${loadAvgAtStart.map((x) => x.toFixed(1)).join(" ")} on ${cpus().length} CPUs`,
+  `load average at start: ${loadAvgAtStart.map((x) => x.toFixed(1)).join(" ")} on ${cpus().length} CPUs; ` +
+    `agents send a ~30-sample report at 1 Hz${heartbeatMs > 0 ? ` and a heartbeat-only report every ${heartbeatMs} ms between reports (${fmt(1000 / heartbeatMs - 1)} per report, like the real agent's default)` : " and no heartbeats"}`,
 );
 console.log(header.join("\t"));
-for (const r of rows) {
+const line = (r: Partial<StageResult>, label = r.mode ?? "") =>
+  [
+    label,
+    r.agents,
+    fmt(r.reportsPerS ?? Number.NaN),
+    fmt(r.heartbeatsPerS ?? Number.NaN),
+    fmt(r.samplesPerS ?? Number.NaN),
+    fmt(r.serverCores ?? Number.NaN, 2),
+    fmt(r.reportsPerCoreS ?? Number.NaN),
+    fmt(r.messagesPerCoreS ?? Number.NaN),
+    fmt(r.samplesPerCoreS ?? Number.NaN),
+    fmt(r.latencyP50Ms ?? Number.NaN, 1),
+    fmt(r.latencyP99Ms ?? Number.NaN, 1),
+    fmt(r.serverRssMb ?? Number.NaN),
+    fmt(r.rssKbPerAgent ?? Number.NaN),
+    r.keepsUp === undefined ? "-" : r.keepsUp ? "yes" : "no",
+  ].join("\t");
+for (const r of rows) console.log(line(r));
+if (previous?.stages !== undefined) {
+  const hb = previous.config?.heartbeatMs ?? 0;
   console.log(
-    [
-      r.mode,
-      r.agents,
-      fmt(r.sentPerS),
-      fmt(r.reportsPerS),
-      fmt(r.samplesPerS),
-      fmt(r.serverCores, 2),
-      fmt(r.reportsPerCoreS),
-      fmt(r.samplesPerCoreS),
-      fmt(r.latencyP50Ms, 1),
-      fmt(r.latencyP99Ms, 1),
-      fmt(r.agentCores, 2),
-      fmt(r.serverRssMb),
-      r.keepsUp ? "yes" : "no",
-    ].join("\t"),
+    `previous run (${previous.at ?? "?"}${previous.commit ? `, ${previous.commit}` : ""}, load ${previous.host?.loadAvgAtStart?.map((x) => x.toFixed(1)).join(" ") ?? "?"}, heartbeats ${hb > 0 ? `every ${hb} ms` : "none"}${hb !== heartbeatMs ? ": other settings, not comparable row by row" : ""}):`,
   );
+  for (const r of previous.stages) console.log(line(r, `prev ${r.mode ?? ""}`));
 }
 
-// Ratio against the baseline at the same agent count (CPU per report).
+// Ratio against the baseline at the same agent count (CPU per sample report,
+// same message mix).
 const ratios = baseline.map((b) => {
   const o = ours.find((x) => x.agents === b.agents);
   return {
@@ -323,37 +385,41 @@ const ratios = baseline.map((b) => {
 });
 for (const r of ratios) {
   console.log(
-    `ratio at ${r.agents} agents: ours ${fmt(r.oursReportsPerCoreS)} vs decode-only grpc-js ${fmt(r.baselineReportsPerCoreS)} reports/core-s = ${fmt(r.oursOverBaseline, 2)}x`,
+    `ratio at ${r.agents} agents: ours ${fmt(r.oursReportsPerCoreS)} vs decode-only grpc-js ${fmt(r.baselineReportsPerCoreS)} agents/core = ${fmt(r.oursOverBaseline, 2)}x`,
   );
 }
 if (inproc !== undefined) {
-  const us = (perS: number) => fmt(1e6 / perS, 1);
-  console.log(
-    `in-process, no transport (${inproc.streams} streams): protobuf-es decode only ${fmt(inproc.decodeOnlyPerCoreS)} reports/core-s (${us(inproc.decodeOnlyPerCoreS)} us each); ` +
-      `ingest handler on pre-decoded reports ${fmt(inproc.handlerOnlyPerCoreS)} (${us(inproc.handlerOnlyPerCoreS)} us); ` +
-      `decode + handler ${fmt(inproc.handlerPerCoreS)} (${us(inproc.handlerPerCoreS)} us)`,
-  );
+  const us = (k: string) => {
+    const v = Number(inproc?.[k]);
+    return `${fmt(v)}/core-s (${fmt(1e6 / v, 1)} us)`;
+  };
+  const lines = Object.keys(inproc)
+    .filter((k) => k.endsWith("PerCoreS"))
+    .map((k) => `  ${k.replace(/PerCoreS$/, "")}: ${us(k)}`);
+  console.log(`in-process, no transport (${inproc.streams} streams):\n${lines.join("\n")}`);
 }
 const keptUp = ours.filter((r) => r.keepsUp);
 const best = keptUp[keptUp.length - 1];
 const perCore = Math.max(...ours.map((r) => r.reportsPerCoreS));
 const verdict = {
   targetAgentsPerCore: TARGET_AGENTS_PER_CORE,
+  heartbeatMs,
   largestStageKeptUp: best?.agents ?? 0,
   measuredAgentsPerCoreAt1Hz: Math.round(perCore),
   meetsTarget: perCore >= TARGET_AGENTS_PER_CORE,
 };
 console.log(
-  `one coordinator core: ~${verdict.measuredAgentsPerCoreAt1Hz} agents at 1 Hz (target ${TARGET_AGENTS_PER_CORE}): ${verdict.meetsTarget ? "meets" : "falls short"}; largest stage kept up: ${verdict.largestStageKeptUp}`,
+  `one coordinator core: ~${verdict.measuredAgentsPerCoreAt1Hz} agents at 1 Hz${heartbeatMs > 0 ? ` with ${heartbeatMs} ms heartbeats` : ""} (target ${TARGET_AGENTS_PER_CORE}): ${verdict.meetsTarget ? "meets" : "falls short"}; largest stage kept up: ${verdict.largestStageKeptUp}`,
 );
 
 mkdirSync(join(here, "results"), { recursive: true });
 writeFileSync(
-  join(here, "results", "ingest.json"),
+  resultsFile,
   `${JSON.stringify(
     {
       bench: "ingest",
       at: new Date().toISOString(),
+      commit,
       host: {
         cpus: cpus().length,
         model: cpus()[0]?.model ?? "",
@@ -370,6 +436,7 @@ writeFileSync(
         agentProcs,
         streamsPerConn,
         reportHz: 1,
+        heartbeatMs,
         samplesPerReport: 30,
       },
       stages: rows,

@@ -1,7 +1,11 @@
 /**
  * Simulated agents for bench:ingest: one process multiplexing many agent
  * streams (grpc-js, `streamsPerConn` streams per HTTP/2 connection), each
- * sending Hello and then a ~30-sample Report at 1 Hz with its own phase.
+ * sending Hello and then a ~30-sample Report at 1 Hz with its own phase, and
+ * between reports heartbeat-only Reports every `heartbeatMs` like the real
+ * agent (agent/src/agent.ts: a heartbeat when the stream has been quiet for
+ * 0.9 heartbeat intervals; at the default 250 ms that is 3 heartbeats per
+ * sample report). `heartbeatMs` 0 = sample reports only.
  *
  * Reports are encoded by hand around pre-encoded sample blocks (protobuf
  * wire format: AgentMessage.report{sequence, timestamp_unix_ms, samples}) so
@@ -22,6 +26,7 @@ import { sampleSet } from "./samples.ts";
 const procIndex = Number(process.argv[2] ?? 0);
 const streamsPerConn = Number(process.argv[3] ?? 50);
 const pendingMax = Number(process.argv[4] ?? 100);
+const heartbeatMs = Number(process.argv[5] ?? 250);
 const PATH = "/understudy.agent.v1.AgentService/Connect";
 const SLOTS = 100; // 10 ms slots over one second
 const rng = createRng(1000 + procIndex);
@@ -67,6 +72,29 @@ function encodeReport(seq: number, tsMs: number, sentMs: number, block: Buffer):
   return Buffer.concat([Buffer.from(env), Buffer.from(head), sample, block]);
 }
 
+/** AgentMessage.report{sequence, timestamp_unix_ms, heartbeat_only: true}. */
+function encodeHeartbeat(seq: number, tsMs: number): Buffer {
+  const body: number[] = [0x08];
+  varint(seq, body);
+  body.push(0x10);
+  varint(tsMs, body);
+  body.push(0x28, 0x01);
+  const env: number[] = [0x12];
+  varint(body.length, env);
+  return Buffer.from([...env, ...body]);
+}
+
+/**
+ * Heartbeat offsets after a sample report, in slots: k × heartbeatMs while
+ * the next sample report is still more than 0.9 intervals away.
+ */
+const heartbeatSlots: number[] = [];
+if (heartbeatMs > 0) {
+  for (let k = 1; k * heartbeatMs <= 1000 - 0.9 * heartbeatMs && k < 100; k++) {
+    heartbeatSlots.push(Math.round((k * heartbeatMs) / (1000 / SLOTS)));
+  }
+}
+
 interface Stream {
   call: grpc.ClientDuplexStream<Buffer, Buffer>;
   seq: number;
@@ -78,7 +106,15 @@ interface Stream {
 const clients: grpc.Client[] = [];
 const slots: Stream[][] = Array.from({ length: SLOTS }, () => []);
 const all: Stream[] = [];
-const c = { welcomed: 0, sent: 0, acks: 0, errors: 0, redirects: 0, blocked: 0 };
+const c = {
+  welcomed: 0,
+  sent: 0,
+  heartbeats: 0,
+  acks: 0,
+  errors: 0,
+  redirects: 0,
+  blocked: 0,
+};
 let address = "";
 
 function openStream(i: number): void {
@@ -149,6 +185,14 @@ const timer = setInterval(() => {
       s.variant = (s.variant + 1) % VARIANTS;
       if (!s.call.write(encodeReport(s.seq, now, sentMs, blocks[s.variant]!))) c.blocked++;
       c.sent++;
+    }
+    for (const off of heartbeatSlots) {
+      for (const s of slots[(slot - off + SLOTS) % SLOTS]!) {
+        if (!s.welcomed || s.dead || s.seq === 0) continue;
+        s.seq++;
+        if (!s.call.write(encodeHeartbeat(s.seq, now))) c.blocked++;
+        c.heartbeats++;
+      }
     }
     slot = (slot + 1) % SLOTS;
     nextSlotMs += SLOT_MS;

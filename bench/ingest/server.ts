@@ -20,6 +20,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { writeHeapSnapshot } from "node:v8";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { systemClock } from "../../common/clock.ts";
@@ -38,16 +39,18 @@ import { createLatencyHistogram } from "./histogram.ts";
 
 const mode = process.argv[2];
 if (mode !== "ours" && mode !== "baseline") {
-  process.stderr.write("usage: server.ts ours|baseline\n");
+  process.stderr.write("usage: server.ts ours|baseline [heartbeatMs]\n");
   process.exit(2);
 }
+const heartbeatMs = Number(process.argv[3] ?? 250);
 const send = (m: unknown) => process.send?.(m);
 const nowHiRes = () => performance.timeOrigin + performance.now();
 const latency = createLatencyHistogram();
 let reports = 0;
 let samples = 0;
+let heartbeats = 0;
 let close: () => Promise<void> = async () => {};
-let counts = () => ({ reports, samples });
+let counts = () => ({ reports, samples, heartbeats });
 let extra: () => Record<string, unknown> = () => ({});
 
 const SENT = "bench.sent_ms";
@@ -56,14 +59,11 @@ if (mode === "ours") {
   const log = createLogger({ bench: "ingest-server" }, { level: "warn" });
   const dir = mkdtempSync(join(tmpdir(), "understudy-bench-ingest-"));
   const cluster = createFakeCluster(systemClock);
+  // The production defaults (windows, history, componentsMax), so RSS per
+  // agent is what an operator would see; only the heartbeat interval the
+  // Welcome announces follows the agents' schedule (0 = reports only).
   const limits = {
-    // Sized for 20 000 agents x ~30 series in one process (see the bench README line in ingest.ts).
-    componentsMax: 25_000,
-    rawSamplesPerSeries: 16,
-    historyBucketsPerSeries: 6,
-    seriesPerComponentMax: 40,
-    // The bench agents report at 1 Hz without extra heartbeats.
-    heartbeatIntervalMs: 1000,
+    heartbeatIntervalMs: heartbeatMs > 0 ? heartbeatMs : 1000,
     ...(process.env.BENCH_ACK_INTERVAL_MS
       ? { ackIntervalMs: Number(process.env.BENCH_ACK_INTERVAL_MS) }
       : {}),
@@ -78,6 +78,7 @@ if (mode === "ours") {
   const detector = createFailureDetector({ cluster, clock: systemClock, log, graceMs: 5000 });
   ingest.onLiveness((id, hb) => detector.observe(id, hb));
   ingest.onReport((r) => {
+    if (r.heartbeatOnly) heartbeats++;
     const s0 = r.samples[0];
     if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
   });
@@ -105,7 +106,8 @@ if (mode === "ours") {
   };
   counts = () => {
     const st = ingest.stats();
-    return { reports: st.reports, samples: st.samples };
+    // Sample reports and heartbeat-only reports counted apart.
+    return { reports: st.reports - heartbeats, samples: st.samples, heartbeats };
   };
   close = async () => {
     detector.close();
@@ -113,7 +115,7 @@ if (mode === "ours") {
     await server.close(500);
     rmSync(dir, { recursive: true, force: true });
   };
-  send({ type: "ready", address: server.address });
+  send({ type: "ready", address: server.address, rssBytes: process.memoryUsage().rss });
 } else {
   const server = new grpc.Server({ "grpc.max_receive_message_length": agentIngestReadMaxBytes() });
   const welcome = Buffer.from(
@@ -143,6 +145,8 @@ if (mode === "ours") {
         call.on("data", (m: AgentMessage) => {
           if (m.body.case === "hello") {
             call.write(welcome);
+          } else if (m.body.case === "report" && m.body.value.heartbeatOnly) {
+            heartbeats++;
           } else if (m.body.case === "report") {
             reports++;
             samples += m.body.value.samples.length;
@@ -169,7 +173,7 @@ if (mode === "ours") {
   close = async () => {
     server.forceShutdown();
   };
-  send({ type: "ready", address: `127.0.0.1:${port}` });
+  send({ type: "ready", address: `127.0.0.1:${port}`, rssBytes: process.memoryUsage().rss });
 }
 
 process.on("message", async (m: { type: string }) => {
@@ -196,6 +200,10 @@ process.on("message", async (m: { type: string }) => {
       ...extra(),
     });
     latency.reset();
+  } else if (m.type === "heapsnapshot") {
+    // Diagnostics: a heap snapshot of this server (read it with summarize.ts heap).
+    const file = writeHeapSnapshot((m as { file?: string }).file);
+    send({ type: "heapsnapshot", file });
   } else if (m.type === "stop") {
     await close();
     process.exit(0);
