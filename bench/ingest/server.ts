@@ -1,8 +1,8 @@
 /**
  * Coordinator side of bench:ingest, one process per mode, driven over IPC:
  *
- * - "ours": the real AgentService (createAgentIngest) served by
- *   common/rpc-server.ts (connect-node), with the failure detector fed by
+ * - "ours": the real AgentService (createAgentIngest, registered as
+ *   `ingest.rpc`) served by common/rpc-server.ts (connect-node), with the failure detector fed by
  *   ingest's liveness, history files in a temp dir, and a fake single-node
  *   leader ClusterHandle over the real FSM.
  * - "baseline": a plain @grpc/grpc-js server whose bidi handler only decodes
@@ -25,13 +25,12 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { systemClock } from "../../common/clock.ts";
 import { createLogger } from "../../common/log.ts";
-import { serve, startRpcServer } from "../../common/rpc-server.ts";
+import { startRpcServer } from "../../common/rpc-server.ts";
 import { createFailureDetector } from "../../coordinator/src/detect/index.ts";
 import { agentIngestReadMaxBytes, createAgentIngest } from "../../coordinator/src/ingest/index.ts";
 import {
   type AgentMessage,
   AgentMessageSchema,
-  AgentService,
   CoordinatorMessageSchema,
 } from "../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import { createFakeCluster } from "../../test/unit/ingest/fake-cluster.ts";
@@ -86,7 +85,8 @@ if (mode === "ours") {
   detector.start();
   const server = await startRpcServer({
     listen: "127.0.0.1:0",
-    services: [serve(AgentService, ingest.service)],
+    // What the coordinator registers (ingest.rpc: frames + hand-written decoder).
+    services: [ingest.rpc],
     readMaxBytes: agentIngestReadMaxBytes(),
   });
   extra = () => {

@@ -45,6 +45,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Clock } from "../../../common/clock.ts";
 import { Code, ConnectError, errorMessage, invalidArgument } from "../../../common/errors.ts";
 import type { Logger } from "../../../common/log.ts";
+import type { ServiceRegistration } from "../../../common/rpc-server.ts";
 import {
   type AgentMessage,
   type AgentService,
@@ -52,7 +53,6 @@ import {
   type DirectiveSchema,
   type Hello,
   ProbeKind,
-  type Report,
 } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import type {
   Component,
@@ -87,6 +87,18 @@ import {
   validateHello,
   validateReport,
 } from "./validate.ts";
+import {
+  type AgentMessageFrame,
+  agentServiceFrames,
+  type DecodedBody,
+  decodeAgentFrame,
+  fromProtoReport,
+  type IngestReport,
+  type IngestSample,
+  isAgentMessageFrame,
+} from "./wire.ts";
+
+export type { IngestSample } from "./wire.ts";
 
 export interface AgentIngestLimits extends SeriesStoreLimits {
   /** Components whose metrics are held; beyond it the least recently seen non-streaming one is evicted. */
@@ -164,14 +176,6 @@ export function agentIngestReadMaxBytes(limits: Partial<AgentIngestLimits> = {})
   );
 }
 
-/** A sample as ingest stores it (wire MetricSample, or derived from probes/arrivals). */
-export interface IngestSample {
-  readonly name: string;
-  readonly value: number;
-  readonly unit: string;
-  readonly labels: SampleLabels;
-}
-
 export interface IngestedReport {
   readonly componentId: string;
   readonly role: ComponentRole;
@@ -224,8 +228,22 @@ export interface AgentIngestOptions {
 }
 
 export interface AgentIngest {
-  /** The AgentService implementation: `serve(AgentService, ingest.service)`. */
+  /**
+   * The AgentService implementation. `serve(AgentService, ingest.service)`
+   * works, but then connect-node decodes every message with protobuf-es's
+   * generic decoder; serve `rpc` instead.
+   */
   readonly service: Partial<ServiceImpl<typeof AgentService>>;
+  /**
+   * What the API server should register for AgentService
+   * (`startRpcServer({ services: [ingest.rpc, ...] })`): the same
+   * implementation behind `agentServiceFrames` (wire.ts), so reports and
+   * heartbeats are decoded by the hand-written decoder. Same method path and
+   * wire protocol (gRPC, gRPC-Web, Connect, binary and JSON); reflection
+   * still describes agent.proto. Needs the router's default
+   * readUnknownFields (true).
+   */
+  readonly rpc: ServiceRegistration;
   /** Loads history files, subscribes to leadership changes, starts maintenance. */
   start(): Promise<void>;
   /** Ends all streams (UNAVAILABLE), closes open buckets, flushes and closes history. */
@@ -337,6 +355,50 @@ function capacityEqual(a: Component["capacity"], h: Hello["capacity"]): boolean 
 const NO_LABELS: SampleLabels = Object.freeze({});
 
 const probeKindName = (k: ProbeKind) => (ProbeKind[k] ?? String(k)).toLowerCase();
+
+interface ProbeNames {
+  readonly latency: string;
+  readonly ok: string;
+  value(key: string): string;
+}
+
+/** Derived-sample names per probe kind, built once (probes arrive with most reports). */
+const probeNameCache = new Map<number, ProbeNames>();
+function probeNames(kind: number): ProbeNames {
+  let n = probeNameCache.get(kind);
+  if (n === undefined) {
+    const k = probeKindName(kind);
+    const values = new Map<string, string>();
+    n = {
+      latency: `probe.${k}.latency_ms`,
+      ok: `probe.${k}.ok`,
+      value(key) {
+        let v = values.get(key);
+        if (v === undefined) {
+          v = `probe.${k}.${key}`;
+          // Bounded: validation allows 32 keys per probe, but not which ones.
+          if (values.size < 1024) values.set(key, v);
+        }
+        return v;
+      },
+    };
+    // Kinds are validated (a handful of known values) before this runs.
+    probeNameCache.set(kind, n);
+  }
+  return n;
+}
+
+/** Shared, frozen {target} label objects (bounded; a miss just allocates). */
+const targetLabelCache = new Map<string, SampleLabels>();
+function targetLabels(target: string): SampleLabels {
+  let l = targetLabelCache.get(target);
+  if (l === undefined) {
+    l = Object.freeze({ target });
+    if (targetLabelCache.size >= 4096) targetLabelCache.clear();
+    targetLabelCache.set(target, l);
+  }
+  return l;
+}
 
 export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
   const { cluster, clock, log } = opts;
@@ -646,25 +708,24 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     });
   };
 
-  const derivedSamples = (r: Report, intervalMs: number): IngestSample[] | undefined => {
-    if (r.probes.length === 0 && intervalMs < 0) return undefined;
-    const out: IngestSample[] = [];
+  /** Appends the samples derived from probes and from the arrival interval to r.samples. */
+  const appendDerivedSamples = (r: IngestReport, intervalMs: number) => {
+    const out = r.samples;
     for (const p of r.probes) {
-      const kind = probeKindName(p.kind);
-      const labels = { target: p.target };
-      out.push({ name: `probe.${kind}.latency_ms`, value: p.latencyMs, unit: "ms", labels });
-      out.push({ name: `probe.${kind}.ok`, value: p.ok ? 1 : 0, unit: "ratio", labels });
+      const names = probeNames(p.kind);
+      const labels = targetLabels(p.target);
+      out.push({ name: names.latency, value: p.latencyMs, unit: "ms", labels });
+      out.push({ name: names.ok, value: p.ok ? 1 : 0, unit: "ratio", labels });
       for (const k in p.values) {
-        out.push({ name: `probe.${kind}.${k}`, value: p.values[k]!, unit: "", labels });
+        out.push({ name: names.value(k), value: p.values[k]!, unit: "", labels });
       }
     }
     if (intervalMs >= 0) {
       out.push({ name: "heartbeat.interval_ms", value: intervalMs, unit: "ms", labels: NO_LABELS });
     }
-    return out;
   };
 
-  const handleReport = (s: Session, r: Report) => {
+  const handleReport = (s: Session, r: IngestReport) => {
     const bad = validateReport(r, limits);
     if (bad) reject(bad);
     const inst = s.instance!;
@@ -672,7 +733,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     const nowMono = clock.monotonicMs();
     s.lastArrivalMono = nowMono;
     lastSeen.set(s.componentId, nowWall);
-    const seq = Number(r.sequence);
+    const seq = r.sequence;
     const live = !r.replayed;
     let intervalMs = -1;
     if (live) {
@@ -693,7 +754,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
       inst.gaps += seq - inst.watermark - 1;
     }
 
-    const ts = Number(r.timestampUnixMs);
+    const ts = r.timestampUnixMs;
     let tMs: number;
     if (live) {
       const off = ts - nowWall;
@@ -712,14 +773,15 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
       }
     }
 
-    const derived = derivedSamples(r, intervalMs);
-    if (r.samples.length > 0 || derived !== undefined) {
+    const wireSamples = r.samples.length;
+    appendDerivedSamples(r, intervalMs);
+    if (r.samples.length > 0) {
       const store = metrics.get(s.componentId) ?? seriesFor(s.componentId, true);
-      const closed = store?.addReport(tMs, r.samples, s.instanceId, seq, derived);
+      const closed = store?.addReport(tMs, r.samples, s.instanceId, seq);
       if (closed !== undefined) history?.append(closed);
     }
     c.reports++;
-    c.samples += r.samples.length;
+    c.samples += wireSamples;
     if (!live) c.replayedReports++;
     inst.watermark = seq;
     if (inst.firstSeq === 0) inst.firstSeq = seq;
@@ -750,7 +812,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
         sequence: seq,
         replayed: r.replayed,
         heartbeatOnly: r.heartbeatOnly,
-        samples: derived === undefined ? r.samples : [...r.samples, ...derived],
+        samples: r.samples,
       };
       for (const l of reportListeners) l(ev);
     }
@@ -786,13 +848,13 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     for (const l of resultListeners) l(s.componentId, d);
   };
 
-  const handleMessage = (s: Session, m: AgentMessage) => {
-    switch (m.body.case) {
+  const handleMessage = (s: Session, b: DecodedBody) => {
+    switch (b.case) {
       case "report":
-        handleReport(s, m.body.value);
+        handleReport(s, b.value);
         return;
       case "directiveResult":
-        handleDirectiveResult(s, m.body.value);
+        handleDirectiveResult(s, b.value);
         return;
       case "hello":
         reject({
@@ -854,14 +916,32 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
   };
 
   async function* connect(
-    requests: AsyncIterable<AgentMessage>,
+    requests: AsyncIterable<AgentMessage | AgentMessageFrame>,
     ctx: HandlerContext,
   ): AsyncGenerator<OutMessage> {
+    // Frames of a JSON stream carry the decoded message (see wire.ts).
+    const json = /json/i.test(ctx.requestHeader?.get("content-type") ?? "");
+    const bodyOf = (m: AgentMessage | AgentMessageFrame): DecodedBody => {
+      const b = isAgentMessageFrame(m) ? (json ? m.jsonBody : undefined) : m.body;
+      if (b === undefined) {
+        try {
+          return decodeAgentFrame(m as AgentMessageFrame);
+        } catch (err) {
+          rejected.unreadable_message++;
+          throw new ConnectError(
+            `malformed AgentMessage: ${errorMessage(err)}; the stream was ended and the message not stored`,
+            Code.InvalidArgument,
+          );
+        }
+      }
+      return b.case === "report" ? { case: "report", value: fromProtoReport(b.value) } : b;
+    };
     const it = requests[Symbol.asyncIterator]();
     const first = await it.next();
     if (first.done) return;
-    if (!cluster.leadership().isLeader && first.value.body.case === "hello") {
-      await settledLeadership(first.value.body.value.lostLeaderId, ctx.signal);
+    const firstBody = bodyOf(first.value);
+    if (!cluster.leadership().isLeader && firstBody.case === "hello") {
+      await settledLeadership(firstBody.value.lostLeaderId, ctx.signal);
       if (ctx.signal.aborted) return;
     }
     const l = cluster.leadership();
@@ -901,24 +981,24 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     };
     const reader = async () => {
       try {
-        const m = first.value;
-        if (m.body.case !== "hello") {
-          if (m.body.case === undefined) {
+        const b = firstBody;
+        if (b.case !== "hello") {
+          if (b.case === undefined) {
             reject({
               error: invalidArgument("body", "required; the first message must be hello"),
               reason: "empty_body",
             });
           }
           reject({
-            error: invalidArgument("body", `first message must be hello, got ${m.body.case}`),
+            error: invalidArgument("body", `first message must be hello, got ${b.case}`),
             reason: "first_not_hello",
           });
         }
-        await handleHello(s, m.body.value as Hello);
+        await handleHello(s, b.value as Hello);
         // Bounded by the stream: one iteration per received message.
         for (;;) {
           if (s.closed) return;
-          let n: IteratorResult<AgentMessage>;
+          let n: IteratorResult<AgentMessage | AgentMessageFrame>;
           try {
             n = await it.next();
           } catch (err) {
@@ -937,7 +1017,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
             break;
           }
           if (n.done || s.closed) break;
-          handleMessage(s, n.value);
+          handleMessage(s, bodyOf(n.value));
         }
         closeSession(s);
         s.outbox.end();
@@ -995,8 +1075,10 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     log.info("metric history loaded", { dir, ...stats, components: metrics.size });
   };
 
+  const service = { connect } as Partial<ServiceImpl<typeof AgentService>>;
   return {
-    service: { connect },
+    service,
+    rpc: { service: agentServiceFrames, impl: service },
     async start() {
       log.info("agent ingest starting", {
         componentsMax: limits.componentsMax,

@@ -9,13 +9,14 @@
  * either ingested whole or not at all.
  */
 import { Code, ConnectError, invalidArgument } from "../../../common/errors.ts";
-import type { Hello, Report } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import type { Hello } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import { ProbeKind } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
 import {
   type Capacity,
   ComponentRole,
   type Labels,
 } from "../../../proto/gen/understudy/common/v1/component_pb.ts";
+import type { IngestReport } from "./wire.ts";
 
 export interface Rejection {
   readonly error: ConnectError;
@@ -237,21 +238,27 @@ function unitOk(unit: string): boolean {
   return true;
 }
 
-const badReport = (field: string, problem: string, seq: bigint): Rejection => ({
+const badReport = (field: string, problem: string, seq: number | bigint): Rejection => ({
   error: invalidArgument(field, `${problem} (report sequence ${seq}); the report was not stored`),
   reason: "report_invalid",
 });
 
-export function validateReport(r: Report, limits: ReportLimits): Rejection | undefined {
-  const seq = r.sequence;
-  if (seq < 1n) return badReport("report.sequence", "must be >= 1", seq);
-  if (seq >= TWO_POW_53) return badReport("report.sequence", "must be < 2^53", seq);
-  if (r.timestampUnixMs <= 0n || r.timestampUnixMs >= TWO_POW_53) {
-    return badReport(
-      "report.timestamp_unix_ms",
-      `must be > 0 and < 2^53, got ${r.timestampUnixMs}`,
-      seq,
-    );
+const TWO_POW_53_NUMBER = 2 ** 53;
+
+/** Label objects already found valid (interned, shared ones from the decoder hit this). */
+const validLabels = new WeakSet<object>();
+
+export function validateReport(r: IngestReport, limits: ReportLimits): Rejection | undefined {
+  const seq = r.sequenceBig ?? r.sequence;
+  if (r.sequenceBig === undefined && r.sequence < 1) {
+    return badReport("report.sequence", "must be >= 1", seq);
+  }
+  if (r.sequenceBig !== undefined || r.sequence >= TWO_POW_53_NUMBER) {
+    return badReport("report.sequence", "must be < 2^53", seq);
+  }
+  const ts = r.timestampBig ?? r.timestampUnixMs;
+  if (r.timestampBig !== undefined || !(ts > 0) || ts >= TWO_POW_53_NUMBER) {
+    return badReport("report.timestamp_unix_ms", `must be > 0 and < 2^53, got ${ts}`, seq);
   }
   if (r.samples.length > limits.samplesPerReportMax) {
     return {
@@ -305,9 +312,11 @@ export function validateReport(r: Report, limits: ReportLimits): Rejection | und
         seq,
       );
     }
-    if (hasKeys(s.labels)) {
+    if (!validLabels.has(s.labels) && hasKeys(s.labels)) {
       const bad = checkLabels(s.labels, 8, 128);
       if (bad) return badReport(`report.samples[${i}].labels${bad.at}`, bad.problem, seq);
+      // Only frozen (shared) objects: a mutable one could change after this check.
+      if (Object.isFrozen(s.labels)) validLabels.add(s.labels);
     }
   }
   for (let i = 0; i < r.probes.length; i++) {

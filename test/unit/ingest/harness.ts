@@ -44,6 +44,12 @@ export interface HarnessOptions {
   historyDir?: string;
   clock?: ManualClock;
   cluster?: FakeCluster;
+  /**
+   * How AgentService is registered: `ingest.rpc` (frames, the hand-written
+   * decoder; default, what the coordinator serves) or
+   * `serve(AgentService, ingest.service)` (protobuf-es decodes first).
+   */
+  registration?: "frames" | "classic";
 }
 
 export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
@@ -61,7 +67,7 @@ export async function startHarness(o: HarnessOptions = {}): Promise<Harness> {
   const server = await startRpcServer({
     listen: "127.0.0.1:0",
     services: [
-      serve(AgentService, ingest.service),
+      o.registration === "classic" ? serve(AgentService, ingest.service) : ingest.rpc,
       serve(ComponentService, createComponentService({ cluster, ingest, clock })),
     ],
     readMaxBytes: agentIngestReadMaxBytes(o.limits),
