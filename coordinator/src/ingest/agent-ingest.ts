@@ -74,6 +74,7 @@ import {
   componentBytesMax,
   createComponentSeries,
   defaultSeriesStoreLimits,
+  type MemoryAccount,
   type SampleLabels,
   type SeriesStoreLimits,
   validateSeriesStoreLimits,
@@ -200,6 +201,10 @@ export interface IngestStats {
   skewedReports: number;
   /** Samples not stored because a component hit seriesPerComponentMax. */
   droppedSamples: number;
+  /** Bytes the metric windows and history hold now (grows with what is stored). */
+  metricBytes: number;
+  /** Their bound: componentsMax × the per-component bound of the series limits. */
+  metricBytesMax: number;
   lateSamples: number;
   rejected: Record<RejectReason, number>;
   redirects: number;
@@ -408,6 +413,8 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
 
   const streams = new Map<string, Session>();
   const metrics = new Map<string, ComponentSeries>();
+  const memory: MemoryAccount = { bytes: 0 };
+  const metricBytesMax = limits.componentsMax * componentBytesMax(limits);
   const lastSeen = new Map<string, number>();
   /**
    * Latest welcomed stream per component: its agent instance (a different
@@ -500,11 +507,12 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
       const v = metrics.get(victim)!;
       c.evictedDropped += v.droppedSamples;
       c.evictedLate += v.lateSamples;
+      v.release();
       metrics.delete(victim);
       lastSeen.delete(victim);
       c.componentsEvicted++;
     }
-    s = createComponentSeries(componentId, limits);
+    s = createComponentSeries(componentId, limits, memory);
     metrics.set(componentId, s);
     return s;
   };
@@ -1080,9 +1088,15 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     service,
     rpc: { service: agentServiceFrames, impl: service },
     async start() {
+      // The bound an operator sizes the machine by; what is allocated grows
+      // with what agents report (stats().metricBytes).
       log.info("agent ingest starting", {
         componentsMax: limits.componentsMax,
-        memoryBytesMax: limits.componentsMax * componentBytesMax(limits),
+        seriesPerComponentMax: limits.seriesPerComponentMax,
+        rawSamplesPerSeries: limits.rawSamplesPerSeries,
+        historyBucketsPerSeries: limits.historyBucketsPerSeries,
+        componentBytesMax: componentBytesMax(limits),
+        memoryBytesMax: metricBytesMax,
       });
       if (opts.historyDir !== undefined) {
         await loadHistory(opts.historyDir);
@@ -1206,6 +1220,8 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
         gapReports: c.gapReports,
         skewedReports: c.skewedReports,
         droppedSamples: dropped,
+        metricBytes: memory.bytes,
+        metricBytesMax,
         lateSamples: late,
         rejected: { ...rejected },
         redirects: c.redirects,

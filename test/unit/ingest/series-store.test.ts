@@ -1,6 +1,8 @@
 /** Metric windows and downsampled history of one component: bounds, bucket closing, queries. */
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
+  componentBytesMax,
   createComponentSeries,
   type HistoryRecord,
   type SeriesStoreLimits,
@@ -160,6 +162,181 @@ describe("ingest: series store", () => {
     assert.deepEqual(
       q.series[0]!.points.map((p) => p.value),
       [1, 2],
+    );
+  });
+
+  it("memory grows with what is held, never past componentBytesMax, and is given back on release", () => {
+    const big: SeriesStoreLimits = {
+      rawSamplesPerSeries: 120,
+      historyBucketMs: 10_000,
+      historyBucketsPerSeries: 360,
+      seriesPerComponentMax: 4,
+    };
+    const account = { bytes: 0 };
+    const c = createComponentSeries("c1", big, account);
+    c.addReport(T, [s("a", 1), s("b", 2)], "i", 1);
+    const small = c.bytes;
+    assert.equal(account.bytes, small);
+    assert.ok(small < 2500, `two fresh series take ${small} bytes`);
+    // Two hours at 1 Hz: full raw windows and full history rings.
+    for (let i = 1; i < 7200; i++) {
+      c.addReport(T + i * 1000, [s("a", i), s("b", i), s("c", i), s("d", i)], "i", i + 1);
+    }
+    const full = c.bytes;
+    assert.equal(account.bytes, full);
+    assert.ok(full <= componentBytesMax(big), `${full} > bound ${componentBytesMax(big)}`);
+    // 4 series × (120 × 16 + 512 × 8 (ring rounded up to a power of two, capped at 360 → 360 × 8)).
+    assert.ok(full < 4 * (48 + 120 * 16 + 360 * 8 + 420) + 600 + 1, `full = ${full}`);
+    c.release();
+    assert.equal(account.bytes, 0);
+  });
+
+  it("history is a ring over bucket time: silence leaves empty buckets, a long silence starts afresh", () => {
+    const c = createComponentSeries("c1", {
+      ...limits,
+      historyBucketsPerSeries: 4,
+      rawSamplesPerSeries: 2,
+    });
+    const q = () =>
+      c.query({ names: [], fromMs: 0, toMs: Number.POSITIVE_INFINITY, maxPoints: 100 }, T);
+    c.addReport(T, [s("a", 1)], "i", 1);
+    c.addReport(T + 10_000, [s("a", 2)], "i", 2);
+    // Silent for 20 s, then two more buckets; the raw window (2 samples) covers the newest two.
+    c.addReport(T + 40_000, [s("a", 5)], "i", 3);
+    c.addReport(T + 50_000, [s("a", 6)], "i", 4);
+    c.addReport(T + 60_000, [s("a", 7)], "i", 5);
+    // Ring of 4 bucket intervals ending at 50 s: 20, 30 (empty), 40, 50; 10 s fell out.
+    assert.deepEqual(
+      q().series[0]!.points.map((p) => [(p.tMs - T) / 1000, p.value]),
+      [
+        [40, 5],
+        [50, 6],
+        [60, 7],
+      ],
+    );
+    assert.equal(q().heldFromMs, T + 40_000);
+    c.addReport(T + 500_000, [s("a", 9)], "i", 6);
+    c.addReport(T + 510_000, [s("a", 10)], "i", 7);
+    assert.deepEqual(
+      q().series[0]!.points.map((p) => [(p.tMs - T) / 1000, p.value]),
+      [
+        [500, 9],
+        [510, 10],
+      ],
+    );
+  });
+
+  it("bucket means are Float32: within a relative 6e-8 of the exact mean", () => {
+    const c = createComponentSeries("c1", {
+      ...limits,
+      rawSamplesPerSeries: 2,
+      historyBucketsPerSeries: 20,
+    });
+    const vals = [0.1, 0.2, 123_456_789_012.345, 1e-9];
+    for (let i = 0; i < vals.length; i++) {
+      c.addReport(T + i * 10_000, [s("a", vals[i]!)], "i", i + 1);
+    }
+    c.addReport(T + 100_000, [s("a", 0)], "i", 9);
+    c.addReport(T + 110_000, [s("a", 0)], "i", 10);
+    const pts = c.query({ names: [], fromMs: 0, toMs: T + 40_000, maxPoints: 100 }, T).series[0]!
+      .points;
+    assert.equal(pts.length, vals.length);
+    for (let i = 0; i < vals.length; i++) {
+      assert.ok(
+        Math.abs(pts[i]!.value - vals[i]!) <= Math.abs(vals[i]!) * 6e-8,
+        `${pts[i]!.value}`,
+      );
+    }
+  });
+
+  it("matches a naive model (all samples kept, then bounded) on random report sequences", () => {
+    const lim: SeriesStoreLimits = {
+      rawSamplesPerSeries: 5,
+      historyBucketMs: 1000,
+      historyBucketsPerSeries: 6,
+      seriesPerComponentMax: 3,
+    };
+    const names = ["a", "b", "c", "d"];
+    const steps = fc.array(
+      fc.record({
+        dtMs: fc.oneof(
+          fc.integer({ min: 0, max: 1500 }),
+          fc.integer({ min: -800, max: 0 }),
+          fc.integer({ min: 0, max: 9000 }),
+        ),
+        present: fc.subarray(names, { minLength: 1 }),
+        value: fc.integer({ min: -1000, max: 1000 }),
+      }),
+      { maxLength: 80 },
+    );
+    fc.assert(
+      fc.property(steps, (ops) => {
+        const c = createComponentSeries("c1", lim);
+        // Naive model: every accepted sample and every closed bucket, bounded at query time.
+        const raw = new Map<string, [number, number][]>();
+        const hist = new Map<string, Map<number, [number, number]>>();
+        const open = new Map<string, [number, number]>();
+        const known: string[] = [];
+        let openB = Number.NaN;
+        let t = T;
+        const closeOpen = () => {
+          for (const [n, [sum, count]] of open) {
+            const h = hist.get(n) ?? new Map();
+            const newest = Math.max(-Infinity, ...h.keys());
+            if (openB > newest) h.set(openB, [sum, count]);
+            hist.set(n, h);
+          }
+          open.clear();
+        };
+        for (const op of ops) {
+          t += op.dtMs;
+          const b = Math.floor(t / lim.historyBucketMs);
+          const samples = op.present.map((n) => s(n, op.value));
+          c.addReport(t, samples, "i", 1);
+          let toHistory = true;
+          if (Number.isNaN(openB) || b > openB) {
+            closeOpen();
+            openB = b;
+          } else if (b < openB) toHistory = false;
+          for (const n of op.present) {
+            if (!known.includes(n)) {
+              if (known.length >= lim.seriesPerComponentMax) continue;
+              known.push(n);
+            }
+            const r = raw.get(n) ?? [];
+            if (r.length === 0 || t >= r[r.length - 1]![0]) r.push([t, op.value]);
+            raw.set(n, r);
+            if (toHistory) {
+              const o = open.get(n) ?? [0, 0];
+              open.set(n, [o[0] + op.value, o[1] + 1]);
+            }
+          }
+        }
+        const got = c.query(
+          { names: [], fromMs: 0, toMs: Number.POSITIVE_INFINITY, maxPoints: 10_000 },
+          t,
+        );
+        const want = [...known].sort().map((n) => {
+          const r = (raw.get(n) ?? []).slice(-lim.rawSamplesPerSeries);
+          const rawStart = r.length > 0 ? r[0]![0] : Number.POSITIVE_INFINITY;
+          const h = hist.get(n) ?? new Map<number, [number, number]>();
+          const newest = Math.max(-Infinity, ...h.keys());
+          const pts: { tMs: number; value: number }[] = [];
+          for (const [bn, [sum, count]] of [...h].sort((x, y) => x[0] - y[0])) {
+            if (bn <= newest - lim.historyBucketsPerSeries) continue;
+            const start = bn * lim.historyBucketMs;
+            if (start + lim.historyBucketMs > rawStart) break;
+            pts.push({ tMs: start, value: Math.fround(sum / count) });
+          }
+          for (const [tt, v] of r) pts.push({ tMs: tt, value: v });
+          return { name: n, points: pts };
+        });
+        assert.deepStrictEqual(
+          got.series.map((x) => ({ name: x.name, points: x.points })),
+          want,
+        );
+      }),
+      { numRuns: 400 },
     );
   });
 });
