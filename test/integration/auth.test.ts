@@ -6,7 +6,7 @@
  * carry the exact code and message and leave stored state as it was.
  */
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -562,6 +562,28 @@ describe("auth: token files and token config", function () {
       r.stderr,
       new RegExp(`coordinator\\.tokenFile: token file ${f}: is readable by group and others`),
     );
+  });
+
+  it("`understudy token` writes a new 0600 token file and prints the entry with its digest, never the token", async () => {
+    const out = join(dir, "made", "ops.token");
+    const r = await runCli(["token", "--name", "ops", "--roles", "admin,reader", "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(statSync(out).mode & 0o777, 0o600);
+    const token = readTokenFile(out);
+    assert.ok(!r.stdout.includes(token), "the token was printed");
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^- \\{ name: ops, sha256: ${tokenDigest(token)}, roles: \\[admin, reader\\] \\}$`,
+        "m",
+      ),
+    );
+    const again = await runCli(["token", "--name", "ops", "--roles", "admin", "--out", out]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /exists \(use --force to replace it\)/);
+    assert.equal(readTokenFile(out), token, "an existing token file is left alone");
+    const digest = await runCli(["token", "--digest", "--file", out]);
+    assert.equal(digest.stdout.trim(), tokenDigest(token));
   });
 
   it("token entries are checked: roles, digest form, duplicates", () => {
