@@ -42,7 +42,7 @@ const arg = (name: string, fallback: string) => {
 const stagesOurs = arg("--stages", "2500,5000,10000,20000").split(",").map(Number);
 /** Baseline stages; default: the first and the last stage our server was measured at. */
 const baselineStagesArg = arg("--baseline-stages", "");
-const budgetMs = Number(arg("--budget-s", "90")) * 1000;
+const budgetMs = Number(arg("--budget-s", "120")) * 1000;
 const warmupMs = Number(arg("--warmup-s", "3")) * 1000;
 const measureMs = Number(arg("--measure-s", "5")) * 1000;
 const agentProcs = Number(arg("--agent-procs", "4"));
@@ -67,12 +67,19 @@ type Msg = Record<string, number | string | boolean> & { type: string };
 /** --cpu-prof-dir <dir>: the coordinator server writes a V8 CPU profile there. */
 const cpuProfDir = arg("--cpu-prof-dir", "");
 
-function spawnChild(file: string, args: string[], profile = false): ChildProcess {
+/**
+ * --server-flags "<node flags>": extra flags for the server processes, e.g.
+ * "--max-semi-space-size=32" to see what a larger young generation does.
+ */
+const serverFlags = arg("--server-flags", "").split(" ").filter((f) => f !== "");
+
+function spawnChild(file: string, args: string[], server = false): ChildProcess {
   return fork(join(here, "ingest", file), args, {
     execArgv: [
       "--import",
       "tsx",
-      ...(profile && cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : []),
+      ...(server && cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : []),
+      ...(server ? serverFlags : []),
     ],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -109,7 +116,7 @@ async function ask(
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface StageResult {
-  mode: "ours" | "baseline";
+  mode: Mode;
   agents: number;
   streamsOpen: number;
   seconds: number;
@@ -140,7 +147,14 @@ interface StageResult {
 
 const sum = (xs: Msg[], k: string) => xs.reduce((a, m) => a + Number(m[k] ?? 0), 0);
 
-async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<StageResult[]> {
+/**
+ * ours: the real ingest; baseline: a decode-only grpc-js server (protobuf-es
+ * decode of every message); connect: the floor of ours, the same rpc-server
+ * and frames registration with the hand-written decoder and no ingest.
+ */
+type Mode = "ours" | "baseline" | "connect";
+
+async function runPhase(mode: Mode, stages: number[]): Promise<StageResult[]> {
   const out: StageResult[] = [];
   const server = spawnChild("server.ts", [mode, String(heartbeatMs)], true);
   const ready = await nextMessage(server, "ready", 30_000);
@@ -274,15 +288,18 @@ async function runPhase(mode: "ours" | "baseline", stages: number[]): Promise<St
   return out;
 }
 
-// Budget: our server's ramp ~55 %, the baseline up to ~85 %, the in-process split the rest.
-phaseDeadline = started + budgetMs * 0.55;
+// Budget: our server's ramp ~50 %, the baseline up to ~70 %, the connect
+// floor up to ~88 %, the in-process split the rest.
+phaseDeadline = started + budgetMs * 0.5;
 const ours = await runPhase("ours", stagesOurs);
-phaseDeadline = started + budgetMs * 0.85;
+phaseDeadline = started + budgetMs * 0.7;
 const stagesBaseline =
   baselineStagesArg !== ""
     ? baselineStagesArg.split(",").map(Number)
     : [...new Set([ours[0]?.agents, ours[ours.length - 1]?.agents].filter((n) => n !== undefined))];
 const baseline = await runPhase("baseline", stagesBaseline);
+phaseDeadline = started + budgetMs * 0.88;
+const floor = await runPhase("connect", stagesBaseline);
 
 /** In-process cost split (no transport), see bench/ingest/inproc.ts: per-core rates by name. */
 type InprocResult = Record<string, number | string>;
@@ -302,7 +319,7 @@ let inproc: InprocResult | undefined;
 }
 
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "-");
-const rows = [...ours, ...baseline];
+const rows = [...ours, ...baseline, ...floor];
 const header = [
   "mode",
   "agents",
@@ -381,11 +398,17 @@ const ratios = baseline.map((b) => {
     oursReportsPerCoreS: o?.reportsPerCoreS ?? Number.NaN,
     baselineReportsPerCoreS: b.reportsPerCoreS,
     oursOverBaseline: o ? o.reportsPerCoreS / b.reportsPerCoreS : Number.NaN,
+    connectFloorReportsPerCoreS:
+      floor.find((x) => x.agents === b.agents)?.reportsPerCoreS ?? Number.NaN,
   };
 });
 for (const r of ratios) {
+  const f = floor.find((x) => x.agents === r.agents);
   console.log(
-    `ratio at ${r.agents} agents: ours ${fmt(r.oursReportsPerCoreS)} vs decode-only grpc-js ${fmt(r.baselineReportsPerCoreS)} agents/core = ${fmt(r.oursOverBaseline, 2)}x`,
+    `ratio at ${r.agents} agents: ours ${fmt(r.oursReportsPerCoreS)} vs decode-only grpc-js ${fmt(r.baselineReportsPerCoreS)} agents/core = ${fmt(r.oursOverBaseline, 2)}x` +
+      (f
+        ? `; connect-node floor (no ingest) ${fmt(f.reportsPerCoreS)} = ${fmt(r.oursReportsPerCoreS / f.reportsPerCoreS, 2)}x of it`
+        : ""),
   );
 }
 if (inproc !== undefined) {
@@ -435,6 +458,7 @@ writeFileSync(
         measureMs,
         agentProcs,
         streamsPerConn,
+        serverFlags,
         reportHz: 1,
         heartbeatMs,
         samplesPerReport: 30,

@@ -25,9 +25,14 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { systemClock } from "../../common/clock.ts";
 import { createLogger } from "../../common/log.ts";
-import { startRpcServer } from "../../common/rpc-server.ts";
+import { type ServiceRegistration, startRpcServer } from "../../common/rpc-server.ts";
 import { createFailureDetector } from "../../coordinator/src/detect/index.ts";
 import { agentIngestReadMaxBytes, createAgentIngest } from "../../coordinator/src/ingest/index.ts";
+import {
+  type AgentMessageFrame,
+  agentServiceFrames,
+  decodeAgentFrame,
+} from "../../coordinator/src/ingest/wire.ts";
 import {
   type AgentMessage,
   AgentMessageSchema,
@@ -37,8 +42,8 @@ import { createFakeCluster } from "../../test/unit/ingest/fake-cluster.ts";
 import { createLatencyHistogram } from "./histogram.ts";
 
 const mode = process.argv[2];
-if (mode !== "ours" && mode !== "baseline") {
-  process.stderr.write("usage: server.ts ours|baseline [heartbeatMs]\n");
+if (mode !== "ours" && mode !== "baseline" && mode !== "connect") {
+  process.stderr.write("usage: server.ts ours|baseline|connect [heartbeatMs]\n");
   process.exit(2);
 }
 const heartbeatMs = Number(process.argv[3] ?? 250);
@@ -98,6 +103,8 @@ if (mode === "ours") {
       rejected: Object.values(st.rejected).reduce((a, b) => a + b, 0),
       historyRecords: st.history?.recordsWritten ?? 0,
       historyDropped: st.history?.recordsDropped ?? 0,
+      // Absent before the series store accounted its bytes.
+      metricBytes: (st as { metricBytes?: number }).metricBytes ?? Number.NaN,
       statusProposals: d.proposed.suspect + d.proposed.down + d.proposed.healthy,
       stallMs: d.stallTotalMs,
       down: d.states.down,
@@ -115,6 +122,52 @@ if (mode === "ours") {
     await server.close(500);
     rmSync(dir, { recursive: true, force: true });
   };
+  send({ type: "ready", address: server.address, rssBytes: process.memoryUsage().rss });
+} else if (mode === "connect") {
+  // The transport floor of "ours": the same rpc-server and frames
+  // registration, the hand-written decoder, and nothing else.
+  let streams = 0;
+  const impl = {
+    async *connect(requests: AsyncIterable<AgentMessageFrame>) {
+      const it = requests[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done) return;
+      streams++;
+      try {
+        yield {
+          body: {
+            case: "welcome" as const,
+            value: { leaderId: "floor", term: 1n, heartbeatIntervalMs: heartbeatMs || 1000 },
+          },
+        };
+        for (;;) {
+          const n = await it.next();
+          if (n.done) return;
+          const b = decodeAgentFrame(n.value);
+          if (b.case !== "report") continue;
+          if (b.value.heartbeatOnly) {
+            heartbeats++;
+            continue;
+          }
+          reports++;
+          samples += b.value.samples.length;
+          const s0 = b.value.samples[0];
+          if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
+        }
+      } finally {
+        streams--;
+      }
+    },
+  };
+  const server = await startRpcServer({
+    listen: "127.0.0.1:0",
+    services: [
+      { service: agentServiceFrames, impl: impl as unknown as ServiceRegistration["impl"] },
+    ],
+    readMaxBytes: agentIngestReadMaxBytes(),
+  });
+  extra = () => ({ activeStreams: streams });
+  close = () => server.close(500);
   send({ type: "ready", address: server.address, rssBytes: process.memoryUsage().rss });
 } else {
   const server = new grpc.Server({ "grpc.max_receive_message_length": agentIngestReadMaxBytes() });
