@@ -1,7 +1,8 @@
 /**
  * A tiny real HTTP receiver for source tests: records every request
  * (method, path, headers, body, arrival time) and answers with the status
- * `respond` chooses (201 by default; 0 = never answer, to test timeouts).
+ * `respond` chooses (201 by default; 0 = never answer, to test timeouts),
+ * optionally with the refusal's text (what a packager says, e.g. "stale epoch").
  * Binds 127.0.0.1 on port 0.
  */
 import { createHash } from "node:crypto";
@@ -24,13 +25,15 @@ export interface Receiver {
   /** Requests answered 2xx. */
   accepted(): Received[];
   /** Changes the answer for subsequent requests. */
-  setRespond(fn: (req: Omit<Received, "status">) => number): void;
+  setRespond(fn: Responder): void;
   close(): Promise<void>;
 }
 
-export async function startReceiver(
-  respond: (req: Omit<Received, "status">) => number = () => 201,
-): Promise<Receiver> {
+export type Responder = (
+  req: Omit<Received, "status">,
+) => number | { readonly status: number; readonly text: string };
+
+export async function startReceiver(respond: Responder = () => 201): Promise<Receiver> {
   const requests: Received[] = [];
   let answer = respond;
   const server = createServer((req, res) => {
@@ -44,11 +47,13 @@ export async function startReceiver(
         body: Buffer.concat(chunks),
         atMs: Date.now(),
       };
-      const status = answer(rec);
+      const a = answer(rec);
+      const status = typeof a === "number" ? a : a.status;
       requests.push({ ...rec, status });
       if (status === 0) return; // hold the request open until the client gives up
       res.writeHead(status, { "Content-Type": "text/plain" });
-      res.end(status >= 400 ? `refused with ${status}\n` : "");
+      const text = typeof a === "number" ? `refused with ${status}` : a.text;
+      res.end(status >= 400 ? `${text}\n` : "");
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

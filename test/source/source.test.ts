@@ -549,6 +549,29 @@ describe("source (manual clock, real HTTP receiver)", function () {
     assert.equal(receiver.requests.filter((r) => r.status === 409).length, 4);
     assert.equal(st.pushed.init, 1, "409 does not mean the init was lost");
   });
+
+  it("a push refused as a stale epoch asks for the shard map to be re-read; other 409s do not", async () => {
+    let staleEpochCalls = 0;
+    let refusal = "stale epoch 3 < 4 for stream s (the coordinator moved this shard)";
+    receiver.setRespond((req) =>
+      req.path.endsWith("/init.mp4") ? 201 : { status: 409, text: refusal },
+    );
+    h = harness(ORIGIN);
+    const source = addSource(h, fixture, "enc-a", staticPool(0, 1, [receiver.url]), {
+      renditions: ["360p"],
+      segmentPush: "never",
+      onStaleEpoch: () => staleEpochCalls++,
+    });
+    source.start();
+    await h.run(1_000);
+    const refused = receiver.requests.filter((r) => r.status === 409).length;
+    assert.ok(refused >= 1);
+    assert.equal(staleEpochCalls, refused);
+    refusal = "conflicting bytes for part 3.1";
+    await h.run(1_000);
+    assert.ok(receiver.requests.filter((r) => r.status === 409).length > refused);
+    assert.equal(staleEpochCalls, refused, "a conflict is not a stale view");
+  });
 });
 
 describe("source/pusher reply classification", () => {

@@ -63,7 +63,18 @@ export function shardMapOfGraph(graph: ChainGraph): ShardMap | undefined {
 
 export interface Follower {
   stop(): void;
+  /**
+   * Drops the current watch and re-reads the chain from the next
+   * coordinator at once (at most once per `refreshMinIntervalMs`): for when
+   * something shows this encoder's view is behind (a push refused as a
+   * stale epoch).
+   */
+  refresh(): void;
 }
+
+/** Keepalive on the chain watch: a hung coordinator is left within ~2 × this. */
+const watchKeepaliveMs = 2000;
+const refreshMinIntervalMs = 1000;
 
 const backoffMaxMs = 5000;
 
@@ -126,20 +137,34 @@ export function followChain(
   auth: GrpcClientOptions = {},
 ): Follower {
   const ac = new AbortController();
+  /** Aborts the watch in progress only (refresh). */
+  let current: AbortController | undefined;
+  let lastRefreshMs = Number.NEGATIVE_INFINITY;
   void (async () => {
-    let attempt = 0;
+    // The address in use stays until it fails; then the next one is tried
+    // at once (the one that failed is probably dead or not serving), and the
+    // backoff grows only when every address failed in a row.
+    let index = 0;
+    let failuresInRow = 0;
     while (!ac.signal.aborted) {
-      const address = addresses[attempt % addresses.length] as string;
-      const client = createGrpcClient(ChainService, address, { ...auth, keepaliveMs: 10_000 });
+      const address = addresses[index % addresses.length] as string;
+      const client = createGrpcClient(ChainService, address, {
+        ...auth,
+        keepaliveMs: watchKeepaliveMs,
+      });
       const streams = createGrpcClient(StreamService, address, auth);
+      const watch = new AbortController();
+      current = watch;
+      const onStop = () => watch.abort();
+      ac.signal.addEventListener("abort", onStop, { once: true });
       try {
-        for await (const update of client.watchChain({ streamId }, { signal: ac.signal })) {
-          attempt = 0;
+        for await (const update of client.watchChain({ streamId }, { signal: watch.signal })) {
+          failuresInRow = 0;
           if (applySchedule) {
             // This node sent the update, so it has applied it: a local read is fresh enough.
             const { stream } = await streams.getStream(
               { streamId, staleOk: true },
-              { timeoutMs: 2000, signal: ac.signal },
+              { timeoutMs: 2000, signal: watch.signal },
             );
             const schedule = scheduleOfStream(stream);
             if (schedule) applySchedule(schedule);
@@ -149,19 +174,32 @@ export function followChain(
         }
       } catch (err) {
         if (ac.signal.aborted) return;
-        log.warn("chain watch interrupted; reconnecting", { address, err });
+        if (watch.signal.aborted) log.info("chain watch refreshed", { address });
+        else log.warn("chain watch interrupted; reconnecting", { address, err });
       } finally {
+        ac.signal.removeEventListener("abort", onStop);
+        current = undefined;
         client.close();
         streams.close();
       }
-      attempt++;
+      index++;
+      failuresInRow++;
+      if (failuresInRow < addresses.length) continue;
       await delay(
-        Math.min(backoffMaxMs, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2),
+        Math.min(backoffMaxMs, 100 * 2 ** Math.min(failuresInRow, 6)) * (0.5 + Math.random() / 2),
         ac.signal,
       ).catch(() => undefined);
     }
   })();
-  return { stop: () => ac.abort() };
+  return {
+    stop: () => ac.abort(),
+    refresh() {
+      const now = performance.now();
+      if (now - lastRefreshMs < refreshMinIntervalMs) return;
+      lastRefreshMs = now;
+      current?.abort();
+    },
+  };
 }
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {

@@ -145,8 +145,12 @@ export async function main(argv: string[]): Promise<number> {
   process.off("SIGINT", onEarlySignal);
   process.off("SIGTERM", onEarlySignal);
   let source: ReturnType<typeof createSource>;
+  // Set once the follower exists (it needs the source); a stale-epoch refusal
+  // before that has nothing to refresh.
+  let follower: ReturnType<typeof followChain> | undefined;
   try {
     source = createSource({
+      onStaleEpoch: () => follower?.refresh(),
       streamId: config.streamId,
       encoderId: config.encoderId,
       fixture,
@@ -168,7 +172,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const follower = coordinators
+  follower = coordinators
     ? followChain(
         coordinators,
         config.streamId,

@@ -198,6 +198,12 @@ export interface PushTargetOptions {
   readonly send: HttpSend;
   readonly initFor: (rendition: string) => RenditionInit;
   readonly authToken?: string;
+  /**
+   * Called when the packager refuses a push as a stale epoch: it has seen a
+   * newer shard map than this encoder, so the encoder's view is behind and
+   * should be re-read now rather than when its watch happens to deliver.
+   */
+  readonly onStaleEpoch?: () => void;
 }
 
 interface QueuedItem {
@@ -318,6 +324,7 @@ export function createPushTarget(opts: PushTargetOptions): PushTarget {
           status: reply.status,
           reply: reply.text.trim(),
         });
+        if (reply.status === 409 && /stale epoch/i.test(reply.text)) opts.onStaleEpoch?.();
       }
       return verdict;
     } catch (err) {

@@ -90,6 +90,8 @@ export interface SourceOptions {
   readonly segmentPush?: SegmentPush;
   readonly limits?: Partial<PushLimits>;
   readonly authToken?: string;
+  /** See PushTargetOptions.onStaleEpoch. */
+  readonly onStaleEpoch?: () => void;
   /** Overdue shards produced after a stall before older ones are skipped. */
   readonly catchUpShardsMax?: number;
   /** Past shards a new shard map may hand over for immediate production (default 16). */
@@ -235,6 +237,7 @@ export function createSource(opts: SourceOptions): LiveSource {
         send,
         initFor: (id) => inits.get(id)!,
         ...(opts.authToken === undefined ? {} : { authToken: opts.authToken }),
+        ...(opts.onStaleEpoch === undefined ? {} : { onStaleEpoch: opts.onStaleEpoch }),
       });
       targets.set(baseUrl, t);
     }
