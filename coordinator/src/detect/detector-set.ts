@@ -74,10 +74,12 @@ export interface DetectorSet {
 }
 
 interface Entry {
+  readonly id: string;
   readonly tracker: LivenessTracker;
-  verdict: LivenessVerdict;
   /** State reported by the previous tick (transitions are relative to it). */
   reported: LivenessState;
+  /** The latest tick's verdict, built when asked for (ticks run 20 times a second). */
+  verdict: LivenessVerdict | undefined;
 }
 
 export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): DetectorSet {
@@ -115,11 +117,7 @@ export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): Detec
     const liveness =
       intervalMs === undefined ? o.liveness : { ...o.liveness, heartbeatIntervalMs: intervalMs };
     const tracker = createLivenessTracker(liveness, graceUntilMs);
-    const e: Entry = {
-      tracker,
-      verdict: { state: "unknown", phi: 0, silenceMs: 0, missed: 0 },
-      reported: "unknown",
-    };
+    const e: Entry = { id, tracker, reported: "unknown", verdict: undefined };
     entries.set(id, e);
     return e;
   };
@@ -164,15 +162,17 @@ export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): Detec
       }
       lastTickMs = nowMs;
       const out: LivenessTransition[] = [];
-      for (const [id, e] of entries) {
-        const v = e.tracker.evaluate(
+      for (const e of entries.values()) {
+        const state = e.tracker.evaluateState(
           nowMs,
           stallCount === 0 ? 0 : longestStallSince(e.tracker.referenceMs),
         );
-        e.verdict = v;
-        if (v.state !== e.reported) {
-          out.push({ componentId: id, from: e.reported, to: v.state, verdict: v });
-          e.reported = v.state;
+        e.verdict = undefined;
+        if (state !== e.reported) {
+          const verdict = e.tracker.lastVerdict();
+          e.verdict = verdict;
+          out.push({ componentId: e.id, from: e.reported, to: state, verdict });
+          e.reported = state;
         }
       }
       return out;
@@ -184,7 +184,10 @@ export function createDetectorSet(opts: Partial<DetectorSetOptions> = {}): Detec
       return entries.has(id);
     },
     verdict(id) {
-      return entries.get(id)?.verdict;
+      const e = entries.get(id);
+      if (e === undefined) return undefined;
+      e.verdict ??= e.tracker.lastVerdict();
+      return e.verdict;
     },
     ids() {
       return entries.keys();

@@ -128,6 +128,13 @@ export interface LivenessTracker {
   arrival(tMs: number, stallMs: number): void;
   /** Evaluates at `tMs` and moves the state; `stallMs` as for arrival(). */
   evaluate(tMs: number, stallMs: number): LivenessVerdict;
+  /**
+   * The same evaluation without building a verdict (a leader evaluates every
+   * tracker 20 times a second); `lastVerdict` returns it on demand.
+   */
+  evaluateState(tMs: number, stallMs: number): LivenessState;
+  /** The verdict of the latest evaluation (unknown with zeros before any). */
+  lastVerdict(): LivenessVerdict;
   /** Changes the expected heartbeat interval (a new Welcome); keeps history. */
   setHeartbeatIntervalMs(ms: number): void;
   /** Restarts as unknown with a grace deadline (new leadership), forgetting history. */
@@ -138,94 +145,133 @@ export function createLivenessTracker(
   options: LivenessOptions,
   graceUntilMs: number,
 ): LivenessTracker {
-  const o = { ...options };
-  const intervals: IntervalStats = createIntervalStats(o.intervalHistory);
-  let state: LivenessState = "unknown";
-  // Reference point for silence: last arrival, or the grace deadline if none.
-  let lastMs = graceUntilMs;
-  let graceUntil = graceUntilMs;
-  let heard = false;
-  let recoverCount = 0;
+  return new Tracker({ ...options }, graceUntilMs);
+}
 
-  const silenceAt = (tMs: number, stallMs: number) =>
-    Math.max(0, tMs - lastMs - Math.max(0, stallMs));
+/** A class, not closures: one per component, touched on every arrival and tick. */
+class Tracker implements LivenessTracker {
+  private readonly intervals: IntervalStats;
+  state: LivenessState = "unknown";
+  /** Reference point for silence: last arrival, or the grace deadline if none. */
+  private lastMs: number;
+  private graceUntil: number;
+  private heard = false;
+  private recoverCount = 0;
+  // The latest evaluation.
+  private evalState: LivenessState = "unknown";
+  private evalPhi = 0;
+  private evalSilenceMs = 0;
+  private evalMissed = 0;
 
-  const phiAt = (silenceMs: number) => {
+  constructor(
+    private readonly o: LivenessOptions,
+    graceUntilMs: number,
+  ) {
+    this.intervals = createIntervalStats(o.intervalHistory);
+    this.lastMs = graceUntilMs;
+    this.graceUntil = graceUntilMs;
+  }
+
+  get referenceMs(): number {
+    return this.lastMs;
+  }
+
+  private silenceAt(tMs: number, stallMs: number): number {
+    return Math.max(0, tMs - this.lastMs - Math.max(0, stallMs));
+  }
+
+  private phiAt(silenceMs: number): number {
+    const o = this.o;
     let mean: number;
     let sd: number;
-    if (intervals.count < o.bootstrapIntervals) {
+    if (this.intervals.count < o.bootstrapIntervals) {
       mean = o.heartbeatIntervalMs;
       sd = Math.max(o.minStdDevMs, o.heartbeatIntervalMs / 4);
     } else {
-      mean = intervals.mean();
-      sd = Math.max(o.minStdDevMs, intervals.stdDev());
+      mean = this.intervals.mean();
+      sd = Math.max(o.minStdDevMs, this.intervals.stdDev());
     }
     return phiOf(silenceMs, mean, sd);
-  };
+  }
 
-  return {
-    get state() {
-      return state;
-    },
-    get referenceMs() {
-      return lastMs;
-    },
-    arrival(tMs, stallMs) {
-      if (heard && tMs >= lastMs && state !== "down") {
-        const interval = silenceAt(tMs, stallMs);
-        // An interval longer than the down bound is an outage the detector
-        // already judged; it would only widen the distribution.
-        if (interval < o.downAfterIntervalsMax * o.heartbeatIntervalMs) intervals.add(interval);
+  arrival(tMs: number, stallMs: number): void {
+    const o = this.o;
+    if (this.heard && tMs >= this.lastMs && this.state !== "down") {
+      const interval = this.silenceAt(tMs, stallMs);
+      // An interval longer than the down bound is an outage the detector
+      // already judged; it would only widen the distribution.
+      if (interval < o.downAfterIntervalsMax * o.heartbeatIntervalMs) this.intervals.add(interval);
+    }
+    if (tMs >= this.lastMs || !this.heard) this.lastMs = tMs;
+    this.heard = true;
+    if (this.state === "down") {
+      this.recoverCount++;
+      if (this.recoverCount >= o.recoverAfterArrivals) {
+        this.state = "alive";
+        this.recoverCount = 0;
+        this.intervals.clear();
       }
-      if (tMs >= lastMs || !heard) lastMs = tMs;
-      heard = true;
-      if (state === "down") {
-        recoverCount++;
-        if (recoverCount >= o.recoverAfterArrivals) {
-          state = "alive";
-          recoverCount = 0;
-          intervals.clear();
-        }
-      } else {
-        state = "alive";
-      }
-    },
-    evaluate(tMs, stallMs) {
-      const silenceMs = silenceAt(tMs, stallMs);
-      const missed = Math.floor(silenceMs / o.heartbeatIntervalMs);
-      if (tMs < graceUntil || (!heard && tMs < lastMs)) {
-        return { state, phi: 0, silenceMs, missed };
-      }
+    } else {
+      this.state = "alive";
+    }
+  }
+
+  evaluateState(tMs: number, stallMs: number): LivenessState {
+    const o = this.o;
+    const silenceMs = this.silenceAt(tMs, stallMs);
+    const missed = Math.floor(silenceMs / o.heartbeatIntervalMs);
+    let phi = 0;
+    if (!(tMs < this.graceUntil || (!this.heard && tMs < this.lastMs))) {
       const intervalsSilent = silenceMs / o.heartbeatIntervalMs;
       // phi is only computed once silence passes the suspect minimum: below it
       // no transition is possible, and this keeps a sweep over many
       // components cheap.
-      const phi = intervalsSilent >= o.suspectAfterMissed ? phiAt(silenceMs) : 0;
+      phi = intervalsSilent >= o.suspectAfterMissed ? this.phiAt(silenceMs) : 0;
       const down =
         intervalsSilent >= o.downAfterIntervalsMax ||
         (intervalsSilent >= o.downAfterMissed && phi >= o.downPhi);
       if (down) {
         // Arrivals counted towards recovery are stale once silence is back
         // past the down bound.
-        recoverCount = 0;
-        state = "down";
-      } else if (state === "alive" || state === "unknown") {
-        if (intervalsSilent >= o.suspectAfterMissed && phi >= o.suspectPhi && heard) {
-          state = "suspect";
+        this.recoverCount = 0;
+        this.state = "down";
+      } else if (this.state === "alive" || this.state === "unknown") {
+        if (intervalsSilent >= o.suspectAfterMissed && phi >= o.suspectPhi && this.heard) {
+          this.state = "suspect";
         }
       }
-      return { state, phi, silenceMs, missed };
-    },
-    setHeartbeatIntervalMs(ms) {
-      o.heartbeatIntervalMs = ms;
-    },
-    reset(graceUntilMs2) {
-      state = "unknown";
-      lastMs = graceUntilMs2;
-      graceUntil = graceUntilMs2;
-      heard = false;
-      recoverCount = 0;
-      intervals.clear();
-    },
-  };
+    }
+    this.evalState = this.state;
+    this.evalPhi = phi;
+    this.evalSilenceMs = silenceMs;
+    this.evalMissed = missed;
+    return this.state;
+  }
+
+  evaluate(tMs: number, stallMs: number): LivenessVerdict {
+    this.evaluateState(tMs, stallMs);
+    return this.lastVerdict();
+  }
+
+  lastVerdict(): LivenessVerdict {
+    return {
+      state: this.evalState,
+      phi: this.evalPhi,
+      silenceMs: this.evalSilenceMs,
+      missed: this.evalMissed,
+    };
+  }
+
+  setHeartbeatIntervalMs(ms: number): void {
+    this.o.heartbeatIntervalMs = ms;
+  }
+
+  reset(graceUntilMs: number): void {
+    this.state = "unknown";
+    this.lastMs = graceUntilMs;
+    this.graceUntil = graceUntilMs;
+    this.heard = false;
+    this.recoverCount = 0;
+    this.intervals.clear();
+  }
 }

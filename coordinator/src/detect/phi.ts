@@ -35,47 +35,54 @@ export function createIntervalStats(capacity: number): IntervalStats {
       `interval history must be an integer in 2..${INTERVAL_STATS_CAPACITY_MAX}, got ${capacity}`,
     );
   }
-  const ring = new Float64Array(capacity);
-  let head = 0;
-  let count = 0;
-  let sum = 0;
-  let sumSq = 0;
-  return {
-    capacity,
-    get count() {
-      return count;
-    },
-    add(intervalMs) {
-      if (!Number.isFinite(intervalMs) || intervalMs < 0) return;
-      if (count === capacity) {
-        const old = ring[head]!;
-        sum -= old;
-        sumSq -= old * old;
-        ring[head] = intervalMs;
-        head = (head + 1) % capacity;
-      } else {
-        ring[(head + count) % capacity] = intervalMs;
-        count++;
-      }
-      sum += intervalMs;
-      sumSq += intervalMs * intervalMs;
-    },
-    mean() {
-      return count === 0 ? Number.NaN : sum / count;
-    },
-    stdDev() {
-      if (count === 0) return Number.NaN;
-      const m = sum / count;
-      // Running sums can drift slightly negative through cancellation.
-      return Math.sqrt(Math.max(0, sumSq / count - m * m));
-    },
-    clear() {
-      head = 0;
-      count = 0;
-      sum = 0;
-      sumSq = 0;
-    },
-  };
+  return new RingStats(capacity);
+}
+
+/** A class, not closures: one per component, updated on every arrival. */
+class RingStats implements IntervalStats {
+  private readonly ring: Float64Array;
+  private head = 0;
+  count = 0;
+  private sum = 0;
+  private sumSq = 0;
+
+  constructor(readonly capacity: number) {
+    this.ring = new Float64Array(capacity);
+  }
+
+  add(intervalMs: number): void {
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) return;
+    if (this.count === this.capacity) {
+      const old = this.ring[this.head]!;
+      this.sum -= old;
+      this.sumSq -= old * old;
+      this.ring[this.head] = intervalMs;
+      this.head = (this.head + 1) % this.capacity;
+    } else {
+      this.ring[(this.head + this.count) % this.capacity] = intervalMs;
+      this.count++;
+    }
+    this.sum += intervalMs;
+    this.sumSq += intervalMs * intervalMs;
+  }
+
+  mean(): number {
+    return this.count === 0 ? Number.NaN : this.sum / this.count;
+  }
+
+  stdDev(): number {
+    if (this.count === 0) return Number.NaN;
+    const m = this.sum / this.count;
+    // Running sums can drift slightly negative through cancellation.
+    return Math.sqrt(Math.max(0, this.sumSq / this.count - m * m));
+  }
+
+  clear(): void {
+    this.head = 0;
+    this.count = 0;
+    this.sum = 0;
+    this.sumSq = 0;
+  }
 }
 
 const LN10 = Math.log(10);
