@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   children?: number[];
 }
 interface Profile {
@@ -50,7 +50,7 @@ function summarize(p: Profile, top = 30): string {
     const n = byId.get(id)!;
     const cf = n.callFrame;
     const file = cf.url.replace(/^.*\/(node_modules\/)?/, "");
-    const key = `${cf.functionName || "(anonymous)"} ${file}:${cf.lineNumber + 1}`;
+    const key = `${cf.functionName || "(anonymous)"} ${file}:${cf.lineNumber + 1}:${cf.columnNumber + 1}`;
     byFn.set(key, (byFn.get(key) ?? 0) + us);
     const area = areaOf(cf.url, cf.functionName);
     byArea.set(area, (byArea.get(area) ?? 0) + us);

@@ -75,6 +75,7 @@ import {
   createComponentSeries,
   defaultSeriesStoreLimits,
   type MemoryAccount,
+  NO_LABELS,
   type SampleLabels,
   type SeriesStoreLimits,
   validateSeriesStoreLimits,
@@ -332,7 +333,14 @@ interface Session {
   inReplay: boolean;
   ackedSeq: number;
   lastAckMono: number;
+  /** In dirtyAcks (saves a Set lookup per report). */
+  ackDirty: boolean;
   heartbeatIntervalMs: number;
+  /** Wall time of the latest report (lastSeen is updated from it when the stream closes). */
+  lastReportUnixMs: number;
+  /** The component's windows and latest link, fixed at Welcome (a streaming component is never evicted). */
+  store: ComponentSeries | undefined;
+  link: Link | undefined;
 }
 
 function labelsEqual(a: Component["labels"], h: Hello["labels"]): boolean {
@@ -356,8 +364,6 @@ function capacityEqual(a: Component["capacity"], h: Hello["capacity"]): boolean 
     (a?.maxSessions ?? 0) === (h?.maxSessions ?? 0)
   );
 }
-
-const NO_LABELS: SampleLabels = Object.freeze({});
 
 const probeKindName = (k: ProbeKind) => (ProbeKind[k] ?? String(k)).toLowerCase();
 
@@ -517,9 +523,16 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     return s;
   };
 
+  const markAckDirty = (s: Session) => {
+    if (s.ackDirty) return;
+    s.ackDirty = true;
+    dirtyAcks.add(s);
+  };
+
   const sendAck = (s: Session) => {
     const wm = s.instance?.watermark ?? 0;
     s.lastAckMono = clock.monotonicMs();
+    s.ackDirty = false;
     dirtyAcks.delete(s);
     if (wm === s.ackedSeq) return;
     s.ackedSeq = wm;
@@ -529,7 +542,11 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
   const closeSession = (s: Session) => {
     if (s.closed) return;
     s.closed = true;
+    s.ackDirty = false;
     dirtyAcks.delete(s);
+    if (s.lastReportUnixMs > (lastSeen.get(s.componentId) ?? 0)) {
+      lastSeen.set(s.componentId, s.lastReportUnixMs);
+    }
     if (streams.get(s.componentId) === s) streams.delete(s.componentId);
   };
 
@@ -686,6 +703,8 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     link.connectedUnixMs = clock.nowMs();
     link.firstLiveUnixMs = 0;
     link.streamsWelcomed++;
+    s.link = link;
+    s.store = metrics.get(id);
     s.instance = instanceFor(id, h.agentInstanceId);
     s.ackedSeq = s.instance.watermark;
     s.lastAckMono = clock.monotonicMs();
@@ -740,7 +759,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     const nowWall = clock.nowMs();
     const nowMono = clock.monotonicMs();
     s.lastArrivalMono = nowMono;
-    lastSeen.set(s.componentId, nowWall);
+    s.lastReportUnixMs = nowWall;
     const seq = r.sequence;
     const live = !r.replayed;
     let intervalMs = -1;
@@ -754,7 +773,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
       inst.duplicates++;
       if (live) emitLiveness(s);
       if (nowMono - s.lastAckMono >= limits.ackIntervalMs) sendAck(s);
-      else dirtyAcks.add(s);
+      else markAckDirty(s);
       return;
     }
     if (inst.watermark > 0 && seq > inst.watermark + 1) {
@@ -784,8 +803,8 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     const wireSamples = r.samples.length;
     appendDerivedSamples(r, intervalMs);
     if (r.samples.length > 0) {
-      const store = metrics.get(s.componentId) ?? seriesFor(s.componentId, true);
-      const closed = store?.addReport(tMs, r.samples, s.instanceId, seq);
+      s.store ??= metrics.get(s.componentId) ?? seriesFor(s.componentId, true);
+      const closed = s.store?.addReport(tMs, r.samples, s.instanceId, seq);
       if (closed !== undefined) history?.append(closed);
     }
     c.reports++;
@@ -796,20 +815,20 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     inst.ingested++;
     if (!live) inst.replayed++;
     if (live) {
-      const link = links.get(s.componentId);
+      const link = s.link;
       if (link?.session === s && link.firstLiveUnixMs === 0) link.firstLiveUnixMs = nowWall;
     }
 
     if (!live) {
       s.inReplay = true;
-      dirtyAcks.add(s);
+      markAckDirty(s);
     } else if (s.inReplay) {
       s.inReplay = false;
       sendAck(s);
     } else if (nowMono - s.lastAckMono >= limits.ackIntervalMs) {
       sendAck(s);
     } else {
-      dirtyAcks.add(s);
+      markAckDirty(s);
     }
     if (live) emitLiveness(s);
     if (reportListeners.size > 0) {
@@ -985,7 +1004,11 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
       inReplay: false,
       ackedSeq: 0,
       lastAckMono: 0,
+      ackDirty: false,
       heartbeatIntervalMs: limits.heartbeatIntervalMs,
+      lastReportUnixMs: 0,
+      store: undefined,
+      link: undefined,
     };
     const reader = async () => {
       try {
@@ -1046,8 +1069,10 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
   const maintain = () => {
     const nowMono = clock.monotonicMs();
     for (const s of [...dirtyAcks]) {
-      if (s.closed) dirtyAcks.delete(s);
-      else if (nowMono - s.lastAckMono >= limits.ackIntervalMs) sendAck(s);
+      if (s.closed) {
+        s.ackDirty = false;
+        dirtyAcks.delete(s);
+      } else if (nowMono - s.lastAckMono >= limits.ackIntervalMs) sendAck(s);
     }
     const nowWall = clock.nowMs();
     if (nowWall - lastBucketSweepMs >= limits.historyBucketMs) {
@@ -1171,7 +1196,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     },
     component: (id) => metrics.get(id),
     componentIds: () => metrics.keys(),
-    lastSeenUnixMs: (id) => lastSeen.get(id) ?? 0,
+    lastSeenUnixMs: (id) => Math.max(lastSeen.get(id) ?? 0, streams.get(id)?.lastReportUnixMs ?? 0),
     isStreaming: (id) => streams.get(id)?.welcomed === true,
     streamStatus(id) {
       const link = links.get(id);

@@ -50,9 +50,11 @@ export const defaultSeriesStoreLimits: Readonly<SeriesStoreLimits> = {
 
 /** Estimated fixed bytes of one series: object, map entry, two typed arrays, key. */
 export const SERIES_OVERHEAD_BYTES = 420;
-/** Estimated fixed bytes of one component's store (object, map). */
-export const COMPONENT_OVERHEAD_BYTES = 600;
-const RAW_HEADER = 6;
+/** Estimated fixed bytes of one component's store (object, map, layout of ~30 samples). */
+export const COMPONENT_OVERHEAD_BYTES = 900;
+/** Open bucket (start, min, max, sum, count, last), then the newest raw time. */
+const RAW_HEADER = 7;
+const NEWEST_T = 6;
 const RAW_INITIAL_SAMPLES = 4;
 const HIST_INITIAL_BUCKETS = 4;
 
@@ -72,6 +74,7 @@ export function validateSeriesStoreLimits(l: SeriesStoreLimits): void {
 export function componentBytesMax(l: SeriesStoreLimits): number {
   return (
     COMPONENT_OVERHEAD_BYTES +
+    8 * LAYOUT_MAX +
     l.seriesPerComponentMax *
       (SERIES_OVERHEAD_BYTES +
         8 * (RAW_HEADER + 2 * l.rawSamplesPerSeries) +
@@ -85,6 +88,9 @@ export interface MemoryAccount {
 }
 
 export type SampleLabels = Readonly<Record<string, string>>;
+
+/** The labels of unlabeled samples, shared (keys of series with it are just the name). */
+export const NO_LABELS: SampleLabels = Object.freeze({});
 
 /** What the store needs of a sample (wire MetricSample fits as is). */
 export interface StoredSample {
@@ -170,8 +176,9 @@ export interface QueryResult {
 
 class Series implements SeriesView, RawWindow {
   /**
-   * [curStart, curMin, curMax, curSum, curCount, curLast, t0, v0, t1, v1, ...]:
-   * the open bucket, then the raw ring of (time, value) pairs.
+   * [curStart, curMin, curMax, curSum, curCount, curLast, newestT, t0, v0, t1, v1, ...]:
+   * the open bucket, the newest raw time, then the raw ring of (time, value)
+   * pairs.
    */
   private r: Float64Array;
   private rCap: number;
@@ -244,19 +251,22 @@ class Series implements SeriesView, RawWindow {
   /** Appends a raw sample; false (nothing stored) for a non-finite or out-of-order one. */
   push(tMs: number, value: number): boolean {
     if (!Number.isFinite(tMs) || !Number.isFinite(value)) return false;
-    if (this.size > 0 && tMs < this.lastTimeMs()) return false;
-    let slot: number;
+    if (this.size > 0 && tMs < this.r[NEWEST_T]!) return false;
     if (this.size === this.rCap && this.rCap < this.limits.rawSamplesPerSeries) this.growRaw();
+    let slot: number;
     if (this.size < this.rCap) {
-      slot = (this.rHead + this.size) % this.rCap;
+      slot = this.rHead + this.size;
+      if (slot >= this.rCap) slot -= this.rCap;
       this.size++;
     } else {
       slot = this.rHead;
-      this.rHead = (this.rHead + 1) % this.rCap;
+      this.rHead = slot + 1 === this.rCap ? 0 : slot + 1;
     }
+    const r = this.r;
     const o = RAW_HEADER + 2 * slot;
-    this.r[o] = tMs;
-    this.r[o + 1] = value;
+    r[o] = tMs;
+    r[o + 1] = value;
+    r[NEWEST_T] = tMs;
     return true;
   }
 
@@ -285,7 +295,7 @@ class Series implements SeriesView, RawWindow {
   }
 
   lastTimeMs(): number {
-    return this.size === 0 ? Number.NaN : this.timeAt(this.size - 1);
+    return this.size === 0 ? Number.NaN : this.r[NEWEST_T]!;
   }
 
   lastValue(): number {
@@ -418,6 +428,9 @@ export function seriesKey(name: string, labels: SampleLabels): string {
   return `${out}}`;
 }
 
+/** Positions remembered per component (a report has at most 512 wire samples). */
+const LAYOUT_MAX = 128;
+
 /**
  * Keys of labeled series, per shared (frozen) labels object: the decoder
  * interns label sets, so a key is built once per series, not per sample.
@@ -425,6 +438,7 @@ export function seriesKey(name: string, labels: SampleLabels): string {
 const keyCache = new WeakMap<SampleLabels, Map<string, string>>();
 
 function keyOf(name: string, labels: SampleLabels): string {
+  if (labels === NO_LABELS) return name;
   let any = false;
   for (const _ in labels) {
     any = true;
@@ -455,6 +469,12 @@ export function createComponentSeries(
 
 class ComponentStore implements ComponentSeries {
   private readonly map = new Map<string, Series>();
+  /**
+   * The series of the previous report's samples by position: an agent sends
+   * the same samples in the same order every time, so most samples find
+   * their series by two identity comparisons instead of a key and a lookup.
+   */
+  private readonly layout: (Series | undefined)[] = [];
   private openBucket = Number.NaN;
   private openInstance = "";
   private openSeq = 0;
@@ -547,12 +567,17 @@ class ComponentStore implements ComponentSeries {
   }
 
   private fold(list: readonly StoredSample[], tMs: number, b: number, toHistory: boolean): void {
+    const layout = this.layout;
     for (let i = 0; i < list.length; i++) {
       const smp = list[i]!;
-      const s = this.seriesFor(smp.name, smp.unit, smp.labels);
-      if (s === undefined) {
-        this.droppedSamples++;
-        continue;
+      let s = i < LAYOUT_MAX ? layout[i] : undefined;
+      if (s === undefined || s.name !== smp.name || s.labels !== smp.labels) {
+        s = this.seriesFor(smp.name, smp.unit, smp.labels);
+        if (s === undefined) {
+          this.droppedSamples++;
+          continue;
+        }
+        if (i < LAYOUT_MAX) layout[i] = s;
       }
       if (!s.push(tMs, smp.value)) this.lateSamples++;
       if (toHistory) s.fold(b, smp.value);

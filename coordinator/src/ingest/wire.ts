@@ -55,6 +55,7 @@ import {
   HelloSchema,
   type Report,
 } from "../../../proto/gen/understudy/agent/v1/agent_pb.ts";
+import { NO_LABELS } from "./series-store.ts";
 
 /** A sample as ingest stores it (wire MetricSample, or derived from probes/arrivals). */
 export interface IngestSample {
@@ -426,8 +427,6 @@ const identTable: (SampleIdent | undefined)[] = new Array(IDENT_BUCKETS).fill(un
 let identCount = 0;
 export const wireStats = { identHits: 0, identMisses: 0, identClears: 0 };
 
-const EMPTY_LABELS: Readonly<Record<string, string>> = Object.freeze({});
-
 function hashRange(h: number, buf: Uint8Array, from: number, to: number): number {
   let x = h;
   for (let i = from; i < to; i++) {
@@ -514,7 +513,7 @@ function insertIdent(
     key.set(buf.subarray(start, end), 0);
     h = hashRange(h, buf, start, end);
   }
-  const labels = hasOwnKeys(s.labels) ? Object.freeze(s.labels) : EMPTY_LABELS;
+  const labels = hasOwnKeys(s.labels) ? Object.freeze(s.labels) : NO_LABELS;
   const e = new SampleIdent(h, key, vo, constValue, s.name, s.unit, labels);
   const b = h & (IDENT_BUCKETS - 1);
   e.next = identTable[b];
@@ -601,7 +600,7 @@ function decodeSample(r: Reader, end: number): IngestSample {
     }
   }
   expectEnd(r, end, "MetricSample");
-  return { name, value, unit, labels: labels ?? EMPTY_LABELS };
+  return { name, value, unit, labels: labels ?? NO_LABELS };
 }
 
 function decodeProbe(r: Reader, end: number): IngestProbe {
@@ -641,6 +640,9 @@ function decodeProbe(r: Reader, end: number): IngestProbe {
   return p;
 }
 
+/** Shared by reports without probes (most); replaced by a fresh array on the first probe. */
+const NO_PROBES = Object.freeze([]) as unknown as IngestProbe[];
+
 export function emptyIngestReport(): IngestReport {
   return {
     sequence: 0,
@@ -648,7 +650,7 @@ export function emptyIngestReport(): IngestReport {
     timestampUnixMs: 0,
     timestampBig: undefined,
     samples: [],
-    probes: [],
+    probes: NO_PROBES,
     heartbeatOnly: false,
     replayed: false,
   };
@@ -704,6 +706,7 @@ function decodeReportInto(r: Reader, end: number, out: IngestReport): void {
       case 4: {
         expectWireType(r, WT_LEN, "Report.probes");
         const pEnd = r.lenEnd();
+        if (out.probes === NO_PROBES) out.probes = [];
         out.probes.push(decodeProbe(r, pEnd));
         break;
       }
