@@ -11,7 +11,10 @@
  *   agent, heartbeat-only Reports in between (`--heartbeat-ms`, default 250:
  *   3 per sample report, so 4 messages per agent per second);
  * - in the same run, a decode-only grpc-js baseline server
- *   (bench/ingest/server.ts "baseline") fed the same messages.
+ *   (bench/ingest/server.ts "baseline") fed the same messages, the
+ *   connect-node floor of ours ("connect": same rpc-server, frames and
+ *   decoder, no ingest) and, with --raw-floor, a minimal gRPC handler on
+ *   node:http2 with the same decoder ("h2raw").
  *
  * The agent count ramps up (stages) within a total time budget. Per stage,
  * after a warm-up: sample reports, heartbeats and samples per second the
@@ -23,8 +26,9 @@
  * up" = received >= 97 % of sent and p99 < 1 s. The server runs the
  * production ingest limits.
  *
- *   npm run bench:ingest [-- --stages 2500,5000,10000,20000 --budget-s 90
- *                            --heartbeat-ms 250 --cpu-prof-dir DIR]
+ *   npm run bench:ingest [-- --stages 2500,5000,10000,20000 --budget-s 120
+ *                            --heartbeat-ms 250 --raw-floor --cpu-prof-dir DIR
+ *                            --server-flags "--max-semi-space-size=64"]
  *
  * Prints a table (with the previous run's rows for before/after context) and
  * writes bench/results/ingest.json. `node --import tsx bench/ingest/summarize.ts
@@ -66,12 +70,16 @@ type Msg = Record<string, number | string | boolean> & { type: string };
 
 /** --cpu-prof-dir <dir>: the coordinator server writes a V8 CPU profile there. */
 const cpuProfDir = arg("--cpu-prof-dir", "");
+/** --raw-floor: also measure a minimal gRPC handler on node:http2 (mode h2raw). */
+const rawFloor = process.argv.includes("--raw-floor");
 
 /**
  * --server-flags "<node flags>": extra flags for the server processes, e.g.
  * "--max-semi-space-size=32" to see what a larger young generation does.
  */
-const serverFlags = arg("--server-flags", "").split(" ").filter((f) => f !== "");
+const serverFlags = arg("--server-flags", "")
+  .split(" ")
+  .filter((f) => f !== "");
 
 function spawnChild(file: string, args: string[], server = false): ChildProcess {
   return fork(join(here, "ingest", file), args, {
@@ -150,9 +158,11 @@ const sum = (xs: Msg[], k: string) => xs.reduce((a, m) => a + Number(m[k] ?? 0),
 /**
  * ours: the real ingest; baseline: a decode-only grpc-js server (protobuf-es
  * decode of every message); connect: the floor of ours, the same rpc-server
- * and frames registration with the hand-written decoder and no ingest.
+ * and frames registration with the hand-written decoder and no ingest;
+ * h2raw (with --raw-floor): a minimal gRPC handler on node:http2 with the
+ * same decoder, what the transport could cost without connect-node.
  */
-type Mode = "ours" | "baseline" | "connect";
+type Mode = "ours" | "baseline" | "connect" | "h2raw";
 
 async function runPhase(mode: Mode, stages: number[]): Promise<StageResult[]> {
   const out: StageResult[] = [];
@@ -298,8 +308,10 @@ const stagesBaseline =
     ? baselineStagesArg.split(",").map(Number)
     : [...new Set([ours[0]?.agents, ours[ours.length - 1]?.agents].filter((n) => n !== undefined))];
 const baseline = await runPhase("baseline", stagesBaseline);
-phaseDeadline = started + budgetMs * 0.88;
+phaseDeadline = started + budgetMs * (rawFloor ? 0.8 : 0.88);
 const floor = await runPhase("connect", stagesBaseline);
+phaseDeadline = started + budgetMs * 0.9;
+const raw = rawFloor ? await runPhase("h2raw", stagesBaseline) : [];
 
 /** In-process cost split (no transport), see bench/ingest/inproc.ts: per-core rates by name. */
 type InprocResult = Record<string, number | string>;
@@ -318,8 +330,29 @@ let inproc: InprocResult | undefined;
   }
 }
 
+/** Series store heap per agent (bench/ingest/memory.ts): just started, and windows full. */
+const memory: Record<string, number> = {};
+for (const fill of ["fresh", "full"]) {
+  const child = fork(join(here, "ingest", "memory.ts"), ["500", fill], {
+    execArgv: ["--expose-gc", "--import", "tsx"],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  try {
+    const m = await nextMessage(child, "memory", 60_000);
+    memory[`${fill}HeapBytesPerAgent`] = Number(m.heapBytesPerComponent);
+  } catch (err) {
+    process.stderr.write(`memory measurement failed: ${String(err)}\n`);
+    child.kill("SIGKILL");
+  }
+}
+const { componentBytesMax, defaultAgentIngestLimits } = await import(
+  "../coordinator/src/ingest/index.ts"
+);
+memory.boundBytesPerAgent = componentBytesMax(defaultAgentIngestLimits);
+memory.componentsMax = defaultAgentIngestLimits.componentsMax;
+
 const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "-");
-const rows = [...ours, ...baseline, ...floor];
+const rows = [...ours, ...baseline, ...floor, ...raw];
 const header = [
   "mode",
   "agents",
@@ -421,6 +454,13 @@ if (inproc !== undefined) {
     .map((k) => `  ${k.replace(/PerCoreS$/, "")}: ${us(k)}`);
   console.log(`in-process, no transport (${inproc.streams} streams):\n${lines.join("\n")}`);
 }
+const kb = (b: number | undefined) => fmt((b ?? Number.NaN) / 1024);
+console.log(
+  `series store heap per agent (31 series, default limits): ${kb(memory.freshHeapBytesPerAgent)} KB just started, ` +
+    `${kb(memory.fullHeapBytesPerAgent)} KB with full windows (1 h of 10 s buckets + 120 raw samples) ` +
+    `= ${fmt(((memory.fullHeapBytesPerAgent ?? Number.NaN) * 20_000) / 2 ** 30, 1)} GB at 20,000 agents; ` +
+    `bound ${kb(memory.boundBytesPerAgent)} KB per component (64 series) × componentsMax ${memory.componentsMax}`,
+);
 const keptUp = ours.filter((r) => r.keepsUp);
 const best = keptUp[keptUp.length - 1];
 const perCore = Math.max(...ours.map((r) => r.reportsPerCoreS));
@@ -466,6 +506,7 @@ writeFileSync(
       stages: rows,
       ratios,
       inproc,
+      memory,
       verdict,
       elapsedS: (performance.now() - started) / 1000,
     },

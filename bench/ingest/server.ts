@@ -18,6 +18,7 @@
  * quantiles since the previous stats request.
  */
 import { mkdtempSync, rmSync } from "node:fs";
+import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeHeapSnapshot } from "node:v8";
@@ -30,6 +31,7 @@ import { createFailureDetector } from "../../coordinator/src/detect/index.ts";
 import { agentIngestReadMaxBytes, createAgentIngest } from "../../coordinator/src/ingest/index.ts";
 import {
   type AgentMessageFrame,
+  agentMessageFrameSchema,
   agentServiceFrames,
   decodeAgentFrame,
 } from "../../coordinator/src/ingest/wire.ts";
@@ -42,8 +44,8 @@ import { createFakeCluster } from "../../test/unit/ingest/fake-cluster.ts";
 import { createLatencyHistogram } from "./histogram.ts";
 
 const mode = process.argv[2];
-if (mode !== "ours" && mode !== "baseline" && mode !== "connect") {
-  process.stderr.write("usage: server.ts ours|baseline|connect [heartbeatMs]\n");
+if (mode !== "ours" && mode !== "baseline" && mode !== "connect" && mode !== "h2raw") {
+  process.stderr.write("usage: server.ts ours|baseline|connect|h2raw [heartbeatMs]\n");
   process.exit(2);
 }
 const heartbeatMs = Number(process.argv[3] ?? 250);
@@ -169,6 +171,79 @@ if (mode === "ours") {
   extra = () => ({ activeStreams: streams });
   close = () => server.close(500);
   send({ type: "ready", address: server.address, rssBytes: process.memoryUsage().rss });
+} else if (mode === "h2raw") {
+  // What a minimal gRPC handler on node:http2 would cost (an experiment for
+  // the report, not a server to ship: no deadlines, flow control tuning,
+  // error statuses or other protocols): envelopes split by hand from the
+  // stream's DATA chunks, the frame parse plus the hand-written decoder.
+  const welcome = toBinary(
+    CoordinatorMessageSchema,
+    create(CoordinatorMessageSchema, {
+      body: {
+        case: "welcome",
+        value: { leaderId: "raw", term: 1n, heartbeatIntervalMs: heartbeatMs || 1000 },
+      },
+    }),
+  );
+  const welcomeEnvelope = Buffer.alloc(5 + welcome.length);
+  welcomeEnvelope.writeUInt32BE(welcome.length, 1);
+  welcomeEnvelope.set(welcome, 5);
+  let streams = 0;
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    if (headers[":path"] !== "/understudy.agent.v1.AgentService/Connect") {
+      stream.respond({ ":status": 404 });
+      stream.end();
+      return;
+    }
+    streams++;
+    stream.respond(
+      { ":status": 200, "content-type": "application/grpc" },
+      { waitForTrailers: true },
+    );
+    stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.on("error", () => {});
+    stream.on("close", () => {
+      streams--;
+    });
+    let pending: Buffer | undefined;
+    let welcomed = false;
+    stream.on("data", (chunk: Buffer) => {
+      const b = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+      let p = 0;
+      while (b.length - p >= 5) {
+        const len = b.readUInt32BE(p + 1);
+        if (b.length - p - 5 < len) break;
+        const msg = b.subarray(p + 5, p + 5 + len);
+        p += 5 + len;
+        if (!welcomed) {
+          welcomed = true;
+          stream.write(welcomeEnvelope);
+          continue;
+        }
+        const body = decodeAgentFrame(
+          fromBinary(agentMessageFrameSchema, msg) as unknown as AgentMessageFrame,
+        );
+        if (body.case !== "report") continue;
+        if (body.value.heartbeatOnly) {
+          heartbeats++;
+          continue;
+        }
+        reports++;
+        samples += body.value.samples.length;
+        const s0 = body.value.samples[0];
+        if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
+      }
+      pending = p < b.length ? b.subarray(p) : undefined;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  extra = () => ({ activeStreams: streams });
+  close = async () => {
+    server.close();
+  };
+  send({ type: "ready", address: `127.0.0.1:${port}`, rssBytes: process.memoryUsage().rss });
 } else {
   const server = new grpc.Server({ "grpc.max_receive_message_length": agentIngestReadMaxBytes() });
   const welcome = Buffer.from(

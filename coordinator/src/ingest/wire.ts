@@ -30,6 +30,11 @@
  *   declared type anyway, i.e. garbage). Reports stay all-or-nothing.
  * - Hello and DirectiveResult (once per stream, rarely) are decoded by
  *   protobuf-es from their exact byte span.
+ * - One corner of the frame: a binary message carrying one of the JSON-only
+ *   field numbers (536870001–536870003, which AgentMessage does not have)
+ *   has that field parsed as its message type (and refused by connect-node
+ *   if it does not parse) instead of skipped; the body is still taken from
+ *   fields 1–3 only.
  *
  * Samples are interned: the bytes of a sample without its 8 value bytes
  * (name, unit, labels) are looked up in a bounded table, so a fleet's few
