@@ -39,8 +39,14 @@ import type { Stream } from "../../../proto/gen/understudy/common/v1/stream_pb.t
 import { PackagerService } from "../../../proto/gen/understudy/packager/v1/packager_pb.ts";
 import type { ClusterHandle } from "../api/cluster-handle.ts";
 import { isHandoverOpen } from "../fsm/fsm.ts";
-import { type NewestMedia, planRound, type RoundStream } from "../plan/plan-round.ts";
+import {
+  defaultRoundOptions,
+  type NewestMedia,
+  planRound,
+  type RoundStream,
+} from "../plan/plan-round.ts";
 import { shardRangesFromProto } from "../plan/proto-adapter.ts";
+import type { GranularityOptions } from "../plan/segment-granularity.ts";
 import { isPlaceable } from "../plan/types.ts";
 import type { HandoverEffects } from "./orchestrator.ts";
 
@@ -62,6 +68,8 @@ export interface PlacementOptions {
   readonly log: Logger;
   /** Period of a planning round. */
   readonly intervalMs?: number;
+  /** Segment granularity thresholds and timing (config placement.granularity). */
+  readonly granularity?: GranularityOptions;
   /**
    * When the handover orchestrator runs, a stream whose primary just failed
    * is its job (a prepared standby, a switch point, notices); placement waits
@@ -287,7 +295,10 @@ export function createPlacementLoop(opts: PlacementOptions): PlacementLoop {
           },
         };
       });
-      const plan = planRound({ components: fsm.components(), streams });
+      const plan = planRound(
+        { components: fsm.components(), streams },
+        opts.granularity ? { ...defaultRoundOptions, granularity: opts.granularity } : undefined,
+      );
       for (const sp of plan.streams) {
         for (const cmd of sp.commands) {
           if (!leading()) return;

@@ -5,6 +5,7 @@
  */
 import { ConfigError, type Infer, loadConfigFile, s } from "../../../common/config.ts";
 import { loadTokensFile, tokenEntriesSchema, tokenFilePathHint } from "../../../common/rpc-auth.ts";
+import { defaultGranularityOptions, validateGranularityOptions } from "../plan/index.ts";
 import { DEFAULT_MODEL_FILE, ModelFileError, readModelFile } from "../predict/index.ts";
 
 const idPattern = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -161,8 +162,52 @@ export const coordinatorConfigSchema = s.object({
       automatic: s.default(s.boolean(), true),
       /** Period of a planning round. */
       intervalMs: s.default(s.number({ min: 50, max: 60_000, integer: true }), 1000),
+      /**
+       * Segment granularity (coordinator/README.md, "Segment granularity"):
+       * viewer-session thresholds with hysteresis, the dwell between two
+       * changes of a stream, and how far ahead a change is committed.
+       */
+      granularity: s.default(
+        s.object({
+          /** A LOW_LATENCY stream at or below this many sessions takes the shortest duration. */
+          lowSessionsEnter: s.default(
+            s.number({ min: 0, integer: true }),
+            defaultGranularityOptions.lowSessionsEnter,
+          ),
+          /** ...and leaves it above this many (>= lowSessionsEnter). */
+          lowSessionsExit: s.default(
+            s.number({ min: 0, integer: true }),
+            defaultGranularityOptions.lowSessionsExit,
+          ),
+          /** A stream at the longest duration leaves it below this many (> lowSessionsExit). */
+          highSessionsExit: s.default(
+            s.number({ min: 1, integer: true }),
+            defaultGranularityOptions.highSessionsExit,
+          ),
+          /** At or above this many sessions the longest duration (>= highSessionsExit). */
+          highSessionsEnter: s.default(
+            s.number({ min: 1, integer: true }),
+            defaultGranularityOptions.highSessionsEnter,
+          ),
+          /** Segments that must pass after a change before the next one. */
+          minSegmentsBetweenChanges: s.default(
+            s.number({ min: 0, max: 1_000_000, integer: true }),
+            defaultGranularityOptions.minSegmentsBetweenChanges,
+          ),
+          /** A change lands at the first segment boundary at least this far ahead. */
+          changeLeadMs: s.default(
+            s.number({ min: 0, max: 60_000, integer: true }),
+            defaultGranularityOptions.changeLeadMs,
+          ),
+        }),
+        { ...defaultGranularityOptions },
+      ),
     }),
-    { automatic: true, intervalMs: 1000 },
+    {
+      automatic: true,
+      intervalMs: 1000,
+      granularity: { ...defaultGranularityOptions },
+    },
   ),
   handover: s.default(
     s.object({
@@ -220,6 +265,13 @@ export function validateCoordinatorConfig(cfg: CoordinatorConfig, file?: string)
   }
   if (cfg.predict.enabled) validatePredictModel(cfg, file);
   validateAuthFiles(cfg, file);
+  try {
+    validateGranularityOptions(cfg.placement.granularity);
+  } catch (err) {
+    // "highSessionsExit: must be an integer in 51..." names the field.
+    const [field, ...rest] = (err as Error).message.split(": ");
+    throw new ConfigError(`placement.granularity.${field}`, rest.join(": "), file);
+  }
 }
 
 /**

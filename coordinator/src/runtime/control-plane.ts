@@ -30,12 +30,13 @@ import type { StartHandoverFn } from "../api/handover-service.ts";
 import { handleMetricsRequest } from "../api/metrics-endpoint.ts";
 import { createFailureDetector, type FailureDetector } from "../detect/index.ts";
 import { type AgentIngest, createAgentIngest } from "../ingest/index.ts";
+import type { GranularityOptions } from "../plan/index.ts";
 import { createPredictor, DEFAULT_MODEL_FILE, readModelFile } from "../predict/index.ts";
 
 export interface ControlPlaneOptions {
   dataDir: string;
   log: Logger;
-  placement: { automatic: boolean; intervalMs: number };
+  placement: { automatic: boolean; intervalMs: number; granularity?: GranularityOptions };
   predict: { enabled: boolean; horizonMs: number; intervalMs: number; modelFile?: string };
   handover: {
     stepDeadlineMs: number;
@@ -109,6 +110,7 @@ export function createControlPlane(
         effects: opts.effects ?? (realEffects as HandoverEffects),
         log: log.child({ part: "placement" }),
         intervalMs: opts.placement.intervalMs,
+        ...(opts.placement.granularity ? { granularity: opts.placement.granularity } : {}),
         deferPrimaryFailuresMs: opts.handover.automatic ? 3000 : 0,
         sessionsByRendition: (id, now) => clients.sessionsByRendition(id, now),
         ...(inventory ? { newestMedia: inventory.read } : {}),

@@ -80,6 +80,14 @@ describe("understudy coordinator CLI: config errors and refusals", function () {
       },
       message: /bootstrap\[1\]\.id: duplicate member id "c1"/,
     },
+    {
+      name: "granularity thresholds out of order",
+      cfg: {
+        ...good(),
+        placement: { granularity: { lowSessionsExit: 50, highSessionsExit: 40 } },
+      },
+      message: /placement\.granularity\.highSessionsExit: must be an integer in 51\.\./,
+    },
   ];
 
   const write = (k: (typeof cases)[number]) => {
