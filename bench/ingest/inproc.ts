@@ -20,12 +20,12 @@ import { systemClock } from "../../common/clock.ts";
 import { createLogger } from "../../common/log.ts";
 import { createRng } from "../../common/rng.ts";
 import { createFailureDetector } from "../../coordinator/src/detect/index.ts";
-import { createAgentIngest } from "../../coordinator/src/ingest/index.ts";
 import {
   type AgentMessageFrame,
   agentMessageFrameSchema,
+  createAgentIngest,
   decodeAgentFrame,
-} from "../../coordinator/src/ingest/wire.ts";
+} from "../../coordinator/src/ingest/index.ts";
 import {
   type AgentMessage,
   AgentMessageSchema,

@@ -28,13 +28,14 @@ import { systemClock } from "../../common/clock.ts";
 import { createLogger } from "../../common/log.ts";
 import { type ServiceRegistration, startRpcServer } from "../../common/rpc-server.ts";
 import { createFailureDetector } from "../../coordinator/src/detect/index.ts";
-import { agentIngestReadMaxBytes, createAgentIngest } from "../../coordinator/src/ingest/index.ts";
 import {
   type AgentMessageFrame,
+  agentIngestReadMaxBytes,
   agentMessageFrameSchema,
   agentServiceFrames,
+  createAgentIngest,
   decodeAgentFrame,
-} from "../../coordinator/src/ingest/wire.ts";
+} from "../../coordinator/src/ingest/index.ts";
 import {
   type AgentMessage,
   AgentMessageSchema,

@@ -38,7 +38,13 @@
  * - Bad input never crashes the server: every violation ends the stream with
  *   a specific gRPC error (and is counted by reason) or is a counted flag.
  *   Oversized messages are refused by the RPC server (readMaxBytes) with
- *   RESOURCE_EXHAUSTED before they reach this code.
+ *   RESOURCE_EXHAUSTED before they reach this code; served as `rpc`, bytes
+ *   the hand-written decoder (wire.ts) refuses end the stream with
+ *   INVALID_ARGUMENT ("malformed AgentMessage: ...", unreadable_message).
+ * - Cost per message is what bounds agents per core (bench:ingest): served
+ *   as `rpc` a report is decoded straight into interned samples, the
+ *   handler does no per-report map lookups beyond the detector's, and acks
+ *   are batched (above).
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";

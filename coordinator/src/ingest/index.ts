@@ -48,3 +48,12 @@ export {
   type RejectReason,
   rejectReasons,
 } from "./validate.ts";
+export {
+  type AgentMessageFrame,
+  agentMessageFrameSchema,
+  agentServiceFrames,
+  type DecodedBody,
+  decodeAgentFrame,
+  type IngestProbe,
+  type IngestReport,
+} from "./wire.ts";
