@@ -34,6 +34,7 @@ import {
   agentMessageFrameSchema,
   agentServiceFrames,
   createAgentIngest,
+  type DecodedBody,
   decodeAgentFrame,
 } from "../../coordinator/src/ingest/index.ts";
 import {
@@ -61,6 +62,19 @@ let counts = () => ({ reports, samples, heartbeats });
 let extra: () => Record<string, unknown> = () => ({});
 
 const SENT = "bench.sent_ms";
+
+/** Counts a message decoded by the floors (connect, h2raw) and records its latency. */
+function countDecoded(b: DecodedBody): void {
+  if (b.case !== "report") return;
+  if (b.value.heartbeatOnly) {
+    heartbeats++;
+    return;
+  }
+  reports++;
+  samples += b.value.samples.length;
+  const s0 = b.value.samples[0];
+  if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
+}
 
 if (mode === "ours") {
   const log = createLogger({ bench: "ingest-server" }, { level: "warn" });
@@ -146,16 +160,7 @@ if (mode === "ours") {
         for (;;) {
           const n = await it.next();
           if (n.done) return;
-          const b = decodeAgentFrame(n.value);
-          if (b.case !== "report") continue;
-          if (b.value.heartbeatOnly) {
-            heartbeats++;
-            continue;
-          }
-          reports++;
-          samples += b.value.samples.length;
-          const s0 = b.value.samples[0];
-          if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
+          countDecoded(decodeAgentFrame(n.value));
         }
       } finally {
         streams--;
@@ -222,18 +227,11 @@ if (mode === "ours") {
           stream.write(welcomeEnvelope);
           continue;
         }
-        const body = decodeAgentFrame(
-          fromBinary(agentMessageFrameSchema, msg) as unknown as AgentMessageFrame,
+        countDecoded(
+          decodeAgentFrame(
+            fromBinary(agentMessageFrameSchema, msg) as unknown as AgentMessageFrame,
+          ),
         );
-        if (body.case !== "report") continue;
-        if (body.value.heartbeatOnly) {
-          heartbeats++;
-          continue;
-        }
-        reports++;
-        samples += body.value.samples.length;
-        const s0 = body.value.samples[0];
-        if (s0 !== undefined && s0.name === SENT) latency.record(nowHiRes() - s0.value);
       }
       pending = p < b.length ? b.subarray(p) : undefined;
     });
