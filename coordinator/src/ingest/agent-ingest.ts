@@ -46,15 +46,16 @@
  *   handler does no per-report map lookups beyond the detector's, and acks
  *   are batched (above).
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Clock } from "../../../common/clock.ts";
 import { Code, ConnectError, errorMessage, invalidArgument } from "../../../common/errors.ts";
 import type { Logger } from "../../../common/log.ts";
-import type { ServiceRegistration } from "../../../common/rpc-server.ts";
+import type { RawGrpcCall, RawGrpcRoute, ServiceRegistration } from "../../../common/rpc-server.ts";
 import {
   type AgentMessage,
   type AgentService,
+  CoordinatorMessageSchema,
   type DirectiveResult,
   type DirectiveSchema,
   type Hello,
@@ -97,6 +98,7 @@ import {
 } from "./validate.ts";
 import {
   type AgentMessageFrame,
+  agentMessageFrameSchema,
   agentServiceFrames,
   type DecodedBody,
   decodeAgentFrame,
@@ -256,6 +258,14 @@ export interface AgentIngest {
    * readUnknownFields (true).
    */
   readonly rpc: ServiceRegistration;
+  /**
+   * The same service as a raw gRPC route (`startRpcServer({ rawGrpc: [ingest.rawGrpc] })`)
+   * for gRPC clients (agents use grpc-js): no connect-node pipeline, messages
+   * handled as they arrive, same semantics and errors as `rpc`. Register
+   * `rpc` too, for gRPC-Web and Connect clients. Oversized messages are
+   * refused by the server's readMaxBytes as with `rpc`.
+   */
+  readonly rawGrpc: RawGrpcRoute;
   /** Loads history files, subscribes to leadership changes, starts maintenance. */
   start(): Promise<void>;
   /** Ends all streams (UNAVAILABLE), closes open buckets, flushes and closes history. */
@@ -948,77 +958,106 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
     });
   };
 
-  async function* connect(
-    requests: AsyncIterable<AgentMessage | AgentMessageFrame>,
-    ctx: HandlerContext,
-  ): AsyncGenerator<OutMessage> {
-    // Frames of a JSON stream carry the decoded message (see wire.ts).
-    const json = /json/i.test(ctx.requestHeader?.get("content-type") ?? "");
-    const bodyOf = (m: AgentMessage | AgentMessageFrame): DecodedBody => {
-      const b = isAgentMessageFrame(m) ? (json ? m.jsonBody : undefined) : m.body;
-      if (b === undefined) {
-        try {
-          return decodeAgentFrame(m as AgentMessageFrame);
-        } catch (err) {
-          rejected.unreadable_message++;
-          throw new ConnectError(
-            `malformed AgentMessage: ${errorMessage(err)}; the stream was ended and the message not stored`,
-            Code.InvalidArgument,
-          );
+  /**
+   * One agent stream's logic, driven by its transport (connect() below for
+   * connect-node, rawGrpc for the raw HTTP/2 route): messages are fed as they
+   * arrive, what to send comes out of `outbox`.
+   */
+  interface StreamCore {
+    readonly outbox: Outbox;
+    /** Redirected, failed or ended: feed nothing more. */
+    readonly finished: boolean;
+    /**
+     * Feeds the next decoded message. The first one returns a promise
+     * (leadership hold, Hello registration) that must settle before the next
+     * message or end() is fed; later ones are handled synchronously.
+     */
+    receive(b: DecodedBody): Promise<void> | undefined;
+    /** The request side ended normally: queued messages go out, then OK. */
+    end(): void;
+    /** Ends the stream with `err` (a bug becomes INTERNAL). */
+    fail(err: unknown): void;
+    /**
+     * The transport ended the request side: RPC-level refusals of a message
+     * (above readMaxBytes, not decodable) end the stream with their own code
+     * and are counted; cancels and resets are a normal end.
+     */
+    transportEnded(err: unknown): void;
+    /** The response side went away (the client is gone). */
+    close(): void;
+  }
+
+  const openStream = (signal: AbortSignal): StreamCore => {
+    const outbox = createOutbox(limits.outboxMessagesMax);
+    let s: Session | undefined;
+    let done = false;
+    let first = true;
+    const fail = (err: unknown) => {
+      done = true;
+      if (s === undefined) {
+        outbox.fail(toConnectError(err));
+        return;
+      }
+      const wasClosed = s.closed;
+      closeSession(s);
+      if (!wasClosed) outbox.fail(toConnectError(err));
+    };
+    const end = () => {
+      if (done) return;
+      done = true;
+      if (s !== undefined) closeSession(s);
+      outbox.end();
+    };
+    const receiveFirst = async (b: DecodedBody) => {
+      if (!cluster.leadership().isLeader && b.case === "hello") {
+        await settledLeadership(b.value.lostLeaderId, signal);
+        if (signal.aborted) {
+          end();
+          return;
         }
       }
-      return b.case === "report" ? { case: "report", value: fromProtoReport(b.value) } : b;
-    };
-    const it = requests[Symbol.asyncIterator]();
-    const first = await it.next();
-    if (first.done) return;
-    const firstBody = bodyOf(first.value);
-    if (!cluster.leadership().isLeader && firstBody.case === "hello") {
-      await settledLeadership(firstBody.value.lostLeaderId, ctx.signal);
-      if (ctx.signal.aborted) return;
-    }
-    const l = cluster.leadership();
-    if (!l.isLeader || closing) {
-      c.redirects++;
-      yield {
-        body: {
-          case: "redirect",
-          value: {
-            leaderId: l.isLeader ? "" : l.leaderId,
-            leaderAddress: l.isLeader ? "" : l.leaderApiAddress,
-            reason: closing
-              ? "coordinator shutting down"
-              : l.leaderId === ""
-                ? "no leader elected"
-                : "not leader",
-            retryAfterMs: l.leaderApiAddress === "" || closing ? limits.redirectRetryAfterMs : 0,
+      const l = cluster.leadership();
+      if (!l.isLeader || closing) {
+        c.redirects++;
+        outbox.push({
+          body: {
+            case: "redirect",
+            value: {
+              leaderId: l.isLeader ? "" : l.leaderId,
+              leaderAddress: l.isLeader ? "" : l.leaderApiAddress,
+              reason: closing
+                ? "coordinator shutting down"
+                : l.leaderId === ""
+                  ? "no leader elected"
+                  : "not leader",
+              retryAfterMs: l.leaderApiAddress === "" || closing ? limits.redirectRetryAfterMs : 0,
+            },
           },
-        },
+        });
+        end();
+        return;
+      }
+      const session: Session = {
+        outbox,
+        componentId: "",
+        instanceId: "",
+        role: 0,
+        instance: undefined,
+        welcomed: false,
+        closed: false,
+        lastArrivalMono: clock.monotonicMs(),
+        lastLiveMono: -1,
+        inReplay: false,
+        ackedSeq: 0,
+        lastAckMono: 0,
+        ackDirty: false,
+        heartbeatIntervalMs: limits.heartbeatIntervalMs,
+        lastReportUnixMs: 0,
+        store: undefined,
+        link: undefined,
       };
-      return;
-    }
-    const s: Session = {
-      outbox: createOutbox(limits.outboxMessagesMax),
-      componentId: "",
-      instanceId: "",
-      role: 0,
-      instance: undefined,
-      welcomed: false,
-      closed: false,
-      lastArrivalMono: clock.monotonicMs(),
-      lastLiveMono: -1,
-      inReplay: false,
-      ackedSeq: 0,
-      lastAckMono: 0,
-      ackDirty: false,
-      heartbeatIntervalMs: limits.heartbeatIntervalMs,
-      lastReportUnixMs: 0,
-      store: undefined,
-      link: undefined,
-    };
-    const reader = async () => {
+      s = session;
       try {
-        const b = firstBody;
         if (b.case !== "hello") {
           if (b.case === undefined) {
             reject({
@@ -1031,46 +1070,159 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
             reason: "first_not_hello",
           });
         }
-        await handleHello(s, b.value as Hello);
+        await handleHello(session, b.value as Hello);
+      } catch (err) {
+        fail(err);
+      }
+    };
+    return {
+      outbox,
+      get finished() {
+        return done || s?.closed === true;
+      },
+      receive(b) {
+        if (first) {
+          first = false;
+          return receiveFirst(b);
+        }
+        if (done || s === undefined || s.closed) return undefined;
+        try {
+          handleMessage(s, b);
+        } catch (err) {
+          fail(err);
+        }
+        return undefined;
+      },
+      end,
+      fail,
+      transportEnded(err) {
+        if (done) return;
+        if (err instanceof ConnectError && err.code !== Code.Canceled) {
+          rejected.unreadable_message++;
+          fail(err);
+          return;
+        }
+        log.debug("agent stream closed by the transport", {
+          componentId: s?.componentId ?? "",
+          err: errorMessage(err),
+        });
+        end();
+      },
+      close() {
+        if (s !== undefined) closeSession(s);
+      },
+    };
+  };
+
+  const malformed = (err: unknown): ConnectError => {
+    rejected.unreadable_message++;
+    return new ConnectError(
+      `malformed AgentMessage: ${errorMessage(err)}; the stream was ended and the message not stored`,
+      Code.InvalidArgument,
+    );
+  };
+
+  async function* connect(
+    requests: AsyncIterable<AgentMessage | AgentMessageFrame>,
+    ctx: HandlerContext,
+  ): AsyncGenerator<OutMessage> {
+    // Frames of a JSON stream carry the decoded message (see wire.ts).
+    const json = /json/i.test(ctx.requestHeader?.get("content-type") ?? "");
+    const bodyOf = (m: AgentMessage | AgentMessageFrame): DecodedBody => {
+      const b = isAgentMessageFrame(m) ? (json ? m.jsonBody : undefined) : m.body;
+      if (b === undefined) {
+        try {
+          return decodeAgentFrame(m as AgentMessageFrame);
+        } catch (err) {
+          throw malformed(err);
+        }
+      }
+      return b.case === "report" ? { case: "report", value: fromProtoReport(b.value) } : b;
+    };
+    const it = requests[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done) return;
+    const firstBody = bodyOf(first.value);
+    const core = openStream(ctx.signal);
+    const reader = async () => {
+      try {
+        await core.receive(firstBody);
         // Bounded by the stream: one iteration per received message.
         for (;;) {
-          if (s.closed) return;
+          if (core.finished) return;
           let n: IteratorResult<AgentMessage | AgentMessageFrame>;
           try {
             n = await it.next();
           } catch (err) {
-            // RPC-level refusals of a message (above readMaxBytes, not
-            // decodable) end the stream with their own code and are counted.
-            if (err instanceof ConnectError && err.code !== Code.Canceled) {
-              rejected.unreadable_message++;
-              throw err;
-            }
-            // Otherwise the transport ended the request side (agent gone,
-            // connection reset): a normal end of a stream, not a failure.
-            log.debug("agent stream closed by the transport", {
-              componentId: s.componentId,
-              err: errorMessage(err),
-            });
-            break;
+            core.transportEnded(err);
+            return;
           }
-          if (n.done || s.closed) break;
-          handleMessage(s, bodyOf(n.value));
+          if (n.done) break;
+          core.receive(bodyOf(n.value));
         }
-        closeSession(s);
-        s.outbox.end();
+        core.end();
       } catch (err) {
-        const wasClosed = s.closed;
-        closeSession(s);
-        if (!wasClosed) s.outbox.fail(toConnectError(err));
+        core.fail(err);
       }
     };
     void reader();
     try {
-      yield* s.outbox;
+      yield* core.outbox;
     } finally {
-      closeSession(s);
+      core.close();
     }
   }
+
+  /** Sends what the core queues on a raw call, respecting its write buffer. */
+  const sendOut = async (core: StreamCore, call: RawGrpcCall) => {
+    try {
+      for await (const m of core.outbox) {
+        if (!call.send(toBinary(CoordinatorMessageSchema, create(CoordinatorMessageSchema, m)))) {
+          await call.drained();
+        }
+      }
+      call.end();
+    } catch (err) {
+      call.end(toConnectError(err));
+    }
+  };
+
+  const rawGrpc: RawGrpcRoute = {
+    service: agentServiceFrames,
+    method: "Connect",
+    start(call) {
+      const core = openStream(call.signal);
+      void sendOut(core, call);
+      return {
+        onMessage(bytes) {
+          if (core.finished) return;
+          let b: DecodedBody;
+          try {
+            b = decodeAgentFrame(
+              fromBinary(agentMessageFrameSchema, bytes) as unknown as AgentMessageFrame,
+            );
+          } catch (err) {
+            core.fail(malformed(err));
+            return;
+          }
+          const pending = core.receive(b);
+          if (pending !== undefined) {
+            call.pause();
+            void pending.then(() => call.resume());
+          }
+        },
+        onEnd: () => core.end(),
+        // Cancels, deadlines and shutdown end the stream like a reset; refused
+        // messages (size, compression, truncation) are counted as with `rpc`.
+        onAbort: (err) =>
+          core.transportEnded(
+            err.code === Code.DeadlineExceeded || err.code === Code.Unavailable
+              ? new ConnectError(err.rawMessage, Code.Canceled)
+              : err,
+          ),
+      };
+    },
+  };
 
   const maintain = () => {
     const nowMono = clock.monotonicMs();
@@ -1118,6 +1270,7 @@ export function createAgentIngest(opts: AgentIngestOptions): AgentIngest {
   return {
     service,
     rpc: { service: agentServiceFrames, impl: service },
+    rawGrpc,
     async start() {
       // The bound an operator sizes the machine by; what is allocated grows
       // with what agents report (stats().metricBytes).
