@@ -8,7 +8,12 @@
 import { join } from "node:path";
 import type { GrpcClientOptions } from "../../../common/grpc-client.ts";
 import type { Logger } from "../../../common/log.ts";
-import { type HttpFallback, type ServiceRegistration, serve } from "../../../common/rpc-server.ts";
+import {
+  type HttpFallback,
+  type RawGrpcRoute,
+  type ServiceRegistration,
+  serve,
+} from "../../../common/rpc-server.ts";
 import { ClientService } from "../../../proto/gen/understudy/api/v1/client_service_pb.ts";
 import { ComponentService } from "../../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import { HandoverReason } from "../../../proto/gen/understudy/common/v1/handover_pb.ts";
@@ -56,6 +61,8 @@ export interface ControlPlane {
   readonly detector: FailureDetector;
   readonly orchestrator: Orchestrator;
   readonly services: ServiceRegistration[];
+  /** Raw gRPC routes for the API server (AgentService for grpc-js agents; see rpc-server's rawGrpc). */
+  readonly rawGrpc: RawGrpcRoute[];
   readonly startHandover: StartHandoverFn;
   /** Plain HTTP routes of the control plane (/metrics); false when not ours. */
   http(req: Parameters<HttpFallback>[0], res: Parameters<HttpFallback>[1]): boolean;
@@ -155,6 +162,7 @@ export function createControlPlane(
     startHandover,
     http: (req, res) =>
       handleMetricsRequest(req, res, { cluster, ingest, detector, clock: cluster.clock }),
+    rawGrpc: [ingest.rawGrpc],
     services: [
       // Same AgentService path and wire format; reports are decoded by the
       // ingest's own decoder (coordinator/src/ingest/wire.ts), ~8x cheaper

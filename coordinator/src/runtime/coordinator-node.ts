@@ -252,6 +252,9 @@ export async function startCoordinatorNode(
     listen: cfg.apiListen,
     readMaxBytes: cfg.api.readMaxBytes,
     interceptors: auth.apiInterceptors,
+    // gRPC agents (grpc-js) skip connect-node's per-message pipeline; the
+    // same service is also in `services` (via controlPlane) for gRPC-Web/Connect.
+    rawGrpc: controlPlane.rawGrpc,
     services: [
       serve(ClusterService, createClusterService(cluster, admin)),
       serve(StreamService, createStreamService(cluster)),
