@@ -1,8 +1,10 @@
 /**
  * Coordinator side of bench:ingest, one process per mode, driven over IPC:
  *
- * - "ours": the real AgentService (createAgentIngest, registered as
- *   `ingest.rpc`) served by common/rpc-server.ts (connect-node), with the failure detector fed by
+ * - "ours": the real AgentService (createAgentIngest) served by
+ *   common/rpc-server.ts as the coordinator wires it: `ingest.rawGrpc` for
+ *   gRPC (what the grpc-js agents use), `ingest.rpc` behind connect-node for
+ *   gRPC-Web/Connect, with the failure detector fed by
  *   ingest's liveness, history files in a temp dir, and a fake single-node
  *   leader ClusterHandle over the real FSM.
  * - "baseline": a plain @grpc/grpc-js server whose bidi handler only decodes
@@ -107,7 +109,9 @@ if (mode === "ours") {
   detector.start();
   const server = await startRpcServer({
     listen: "127.0.0.1:0",
-    // What the coordinator registers (ingest.rpc: frames + hand-written decoder).
+    // What the coordinator registers (control-plane.ts): the raw gRPC route
+    // for grpc-js agents, ingest.rpc (frames + hand-written decoder) for the rest.
+    rawGrpc: [ingest.rawGrpc],
     services: [ingest.rpc],
     readMaxBytes: agentIngestReadMaxBytes(),
   });
