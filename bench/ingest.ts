@@ -4,7 +4,9 @@
  * Processes (all real, spawned with `node --import tsx`):
  * - one coordinator ingest server (bench/ingest/server.ts "ours"): the real
  *   AgentService + failure detector + history files behind common/rpc-server.ts
- *   (connect-node), with a fake single-node leader ClusterHandle;
+ *   wired like the coordinator (grpc-js agents take the raw gRPC route
+ *   `ingest.rawGrpc`; connect-node keeps `ingest.rpc` for gRPC-Web/Connect),
+ *   with a fake single-node leader ClusterHandle;
  * - 4 agent processes (bench/ingest/agents.ts), each multiplexing a quarter
  *   of the agent streams over grpc-js (50 streams per HTTP/2 connection),
  *   every stream sending a ~30-sample Report at 1 Hz and, like the real
@@ -12,8 +14,8 @@
  *   3 per sample report, so 4 messages per agent per second);
  * - in the same run, a decode-only grpc-js baseline server
  *   (bench/ingest/server.ts "baseline") fed the same messages, the
- *   connect-node floor of ours ("connect": same rpc-server, frames and
- *   decoder, no ingest) and, with --raw-floor, a minimal gRPC handler on
+ *   connect-node floor ("connect": the rpc-server's connect-node path with
+ *   the frames and decoder, no ingest: what ours cost before the raw route) and, with --raw-floor, a minimal gRPC handler on
  *   node:http2 with the same decoder ("h2raw").
  *
  * The agent count ramps up (stages) within a total time budget. Per stage,
