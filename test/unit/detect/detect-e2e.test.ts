@@ -121,7 +121,7 @@ describe("detect: end to end with agent processes (real gRPC, real timers)", fun
       const started = await Promise.all(
         batch.map((id) => startAgent(server.address, id, id === "edge-jitter" ? 100 : 0)),
       );
-      batch.forEach((id, k) => children.set(id, started[k]!));
+      for (const [k, id] of batch.entries()) children.set(id, started[k]!);
     }
   });
 
