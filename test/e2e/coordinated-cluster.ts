@@ -16,10 +16,12 @@ import {
   ChainService,
 } from "../../proto/gen/understudy/api/v1/chain_service_pb.ts";
 import { ClusterService, NodeRole } from "../../proto/gen/understudy/api/v1/cluster_service_pb.ts";
+import { ComponentService } from "../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import {
   type GetStreamResponse,
   StreamService,
 } from "../../proto/gen/understudy/api/v1/stream_service_pb.ts";
+import { ComponentStatus } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import {
   SegmentPolicySchema,
   type Stream,
@@ -335,4 +337,23 @@ export async function getStream(
   } finally {
     client.close();
   }
+}
+
+/**
+ * Waits until the 3 packagers and 2 encoders are registered HEALTHY, so the
+ * first placement round of a stream created next sees all of them.
+ */
+export async function waitAllComponentsHealthy(cluster: CoordinatedCluster): Promise<void> {
+  await waitUntil("3 packagers and 2 encoders registered HEALTHY", 20_000, async () => {
+    const client = createGrpcClient(ComponentService, await cluster.leader(), cluster.admin);
+    try {
+      const { components } = await client.listComponents(
+        { status: ComponentStatus.HEALTHY },
+        { timeoutMs: 1000 },
+      );
+      return components.length === 5 ? true : undefined;
+    } finally {
+      client.close();
+    }
+  });
 }

@@ -16,9 +16,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { createGrpcClient } from "../../common/grpc-client.ts";
 import type { ChainGraph } from "../../proto/gen/understudy/api/v1/chain_service_pb.ts";
-import { ComponentService } from "../../proto/gen/understudy/api/v1/component_service_pb.ts";
 import { ComponentStatus } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import { putInit, putPart } from "../packager/helpers.ts";
 import { parseStrict } from "../packager/parse-m3u8.ts";
@@ -26,6 +24,7 @@ import {
   type CoordinatedCluster,
   createFixtureStream,
   startCoordinatedCluster,
+  waitAllComponentsHealthy,
 } from "./coordinated-cluster.ts";
 import {
   checkNumbering,
@@ -333,18 +332,7 @@ describe("data plane under the coordinator: placement, encoder loss and packager
     run = createRun("coordinated");
     cluster = await startCoordinatedCluster(run, sid);
     // Every agent registered and healthy first, so the first placement sees all packagers.
-    await waitUntil("3 packagers and 2 encoders registered HEALTHY", 20_000, async () => {
-      const client = createGrpcClient(ComponentService, await cluster.leader(), cluster.admin);
-      try {
-        const { components } = await client.listComponents(
-          { status: ComponentStatus.HEALTHY },
-          { timeoutMs: 1000 },
-        );
-        return components.length === 5 ? true : undefined;
-      } finally {
-        client.close();
-      }
-    });
+    await waitAllComponentsHealthy(cluster);
     originMs = await createFixtureStream(cluster, sid);
     await waitUntil(
       "placement: a primary and a replica per rendition, and a shard map",

@@ -22,10 +22,7 @@
  * byte-identical. The numbers measured are printed.
  */
 import assert from "node:assert/strict";
-import { createGrpcClient } from "../../common/grpc-client.ts";
 import type { ChainGraph } from "../../proto/gen/understudy/api/v1/chain_service_pb.ts";
-import { ComponentService } from "../../proto/gen/understudy/api/v1/component_service_pb.ts";
-import { ComponentStatus } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import type { SegmentScheduleEntry } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { parseStrict } from "../packager/parse-m3u8.ts";
 import {
@@ -34,6 +31,7 @@ import {
   getStream,
   startCoordinatedCluster,
   updateSegmentPolicy,
+  waitAllComponentsHealthy,
 } from "./coordinated-cluster.ts";
 import {
   closedSegments,
@@ -240,18 +238,7 @@ describe("segment granularity under the coordinator: a stream's segment duration
   before(async () => {
     run = createRun("granularity");
     cluster = await startCoordinatedCluster(run, sid);
-    await waitUntil("3 packagers and 2 encoders registered HEALTHY", 20_000, async () => {
-      const client = createGrpcClient(ComponentService, await cluster.leader(), cluster.admin);
-      try {
-        const { components } = await client.listComponents(
-          { status: ComponentStatus.HEALTHY },
-          { timeoutMs: 1000 },
-        );
-        return components.length === 5 ? true : undefined;
-      } finally {
-        client.close();
-      }
-    });
+    await waitAllComponentsHealthy(cluster);
     // Two minutes of timeline already behind (30 segments of 4 s): past the
     // planner's dwell of 15 segments after the stream's first schedule entry.
     const now = Date.now();
