@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { createGrpcClient } from "../../common/grpc-client.ts";
 import { ClientService } from "../../proto/gen/understudy/api/v1/client_service_pb.ts";
-import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { rendition360p, streamSpec } from "../support/cluster.ts";
 import { startSingleNode } from "../support/single-node.ts";
 
 describe("ClientService (real coordinator, real gRPC)", function () {
@@ -25,26 +25,9 @@ describe("ClientService (real coordinator, real gRPC)", function () {
           case: "createStream",
           value: {
             spec: {
-              id: "live-1",
-              renditions: [
-                {
-                  id: "360p",
-                  bandwidthBps: 1n,
-                  width: 640,
-                  height: 360,
-                  frameRate: 30,
-                  codecs: "avc1.42c01e",
-                },
-              ],
-              shardDurationMs: 500,
-              segmentPolicy: {
-                segmentDurationTargetMs: 2000,
-                segmentDurationMinMs: 500,
-                segmentDurationMaxMs: 4000,
-                partDurationMs: 500,
-              },
+              ...streamSpec("live-1"),
+              renditions: [{ ...rendition360p, bandwidthBps: 1n }],
               replicationFactor: 1,
-              latencyMode: LatencyMode.LOW_LATENCY,
             },
           },
         },

@@ -16,35 +16,14 @@ import { ChainService } from "../../proto/gen/understudy/api/v1/chain_service_pb
 import { HandoverService } from "../../proto/gen/understudy/api/v1/handover_service_pb.ts";
 import { ComponentRole } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import { HandoverReason, HandoverState } from "../../proto/gen/understudy/common/v1/handover_pb.ts";
-import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import {
   type HandoverNotice,
   HandoverNoticeSchema,
 } from "../../proto/gen/understudy/notice/v1/notice_pb.ts";
+import { rendition360p, streamSpec } from "../support/cluster.ts";
 import { startSingleNode } from "../support/single-node.ts";
 
-const spec = {
-  id: "live-1",
-  renditions: [
-    {
-      id: "360p",
-      bandwidthBps: 700_000n,
-      width: 640,
-      height: 360,
-      frameRate: 30,
-      codecs: "avc1.42c01e",
-    },
-  ],
-  shardDurationMs: 500,
-  segmentPolicy: {
-    segmentDurationTargetMs: 2000,
-    segmentDurationMinMs: 500,
-    segmentDurationMaxMs: 4000,
-    partDurationMs: 500,
-  },
-  replicationFactor: 2,
-  latencyMode: LatencyMode.LOW_LATENCY,
-};
+const spec = { ...streamSpec("live-1"), renditions: [rendition360p] };
 
 async function nextNotice(
   it: AsyncIterator<{ data: Uint8Array }>,

@@ -12,7 +12,7 @@ import {
   ComponentStatus,
 } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import { HandoverReason, HandoverState } from "../../proto/gen/understudy/common/v1/handover_pb.ts";
-import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { rendition180p, rendition360p, streamSpec } from "../support/cluster.ts";
 import { startSingleNode } from "../support/single-node.ts";
 
 type Node = Awaited<ReturnType<typeof startSingleNode>>;
@@ -78,34 +78,9 @@ async function seed(node: Node) {
     );
   }
   const spec = {
-    id: "live-1",
-    renditions: [
-      {
-        id: "360p",
-        bandwidthBps: 700_000n,
-        width: 640,
-        height: 360,
-        frameRate: 30,
-        codecs: "avc1.42c01e",
-      },
-      {
-        id: "180p",
-        bandwidthBps: 300_000n,
-        width: 320,
-        height: 180,
-        frameRate: 30,
-        codecs: "avc1.42c01e",
-      },
-    ],
-    shardDurationMs: 500,
-    segmentPolicy: {
-      segmentDurationTargetMs: 2000,
-      segmentDurationMinMs: 500,
-      segmentDurationMaxMs: 4000,
-      partDurationMs: 500,
-    },
+    ...streamSpec("live-1"),
+    renditions: [rendition360p, rendition180p],
     replicationFactor: 1,
-    latencyMode: LatencyMode.LOW_LATENCY,
   };
   assert.ok((await c.propose({ op: { case: "createStream", value: { spec } } })).ok);
   const assignments = spec.renditions.map((r) => ({

@@ -22,7 +22,7 @@ import {
 } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import { LatencyMode, StreamStatus } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { feed, originConfig, originSpecRenditions } from "../packager/helpers.ts";
-import { streamSpec } from "../support/cluster.ts";
+import { rendition180p, rendition360p, streamSpec } from "../support/cluster.ts";
 import { startSingleNode } from "../support/single-node.ts";
 
 async function register(
@@ -95,34 +95,8 @@ describe("placement loop (real single-node Raft, recorded Assign calls)", functi
       await register(node, id, role, zone);
     }
     const spec = {
-      id: "live-1",
-      renditions: [
-        {
-          id: "360p",
-          bandwidthBps: 700_000n,
-          width: 640,
-          height: 360,
-          frameRate: 30,
-          codecs: "avc1.42c01e",
-        },
-        {
-          id: "180p",
-          bandwidthBps: 300_000n,
-          width: 320,
-          height: 180,
-          frameRate: 30,
-          codecs: "avc1.42c01e",
-        },
-      ],
-      shardDurationMs: 500,
-      segmentPolicy: {
-        segmentDurationTargetMs: 2000,
-        segmentDurationMinMs: 500,
-        segmentDurationMaxMs: 4000,
-        partDurationMs: 500,
-      },
-      replicationFactor: 2,
-      latencyMode: LatencyMode.LOW_LATENCY,
+      ...streamSpec("live-1"),
+      renditions: [rendition360p, rendition180p],
       placement: { zoneAntiAffinity: true },
     };
     assert.ok((await c.propose({ op: { case: "createStream", value: { spec } } })).ok);

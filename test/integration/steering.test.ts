@@ -10,7 +10,7 @@ import {
   ComponentStatus,
 } from "../../proto/gen/understudy/common/v1/component_pb.ts";
 import { HandoverReason, HandoverState } from "../../proto/gen/understudy/common/v1/handover_pb.ts";
-import { LatencyMode } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { rendition360p, streamSpec } from "../support/cluster.ts";
 import { startSingleNode } from "../support/single-node.ts";
 
 describe("content steering manifest (real coordinator, real HTTP)", function () {
@@ -33,28 +33,7 @@ describe("content steering manifest (real coordinator, real HTTP)", function () 
       op: {
         case: "createStream",
         value: {
-          spec: {
-            id: "live-1",
-            renditions: [
-              {
-                id: "360p",
-                bandwidthBps: 700_000n,
-                width: 640,
-                height: 360,
-                frameRate: 30,
-                codecs: "avc1.42c01e",
-              },
-            ],
-            shardDurationMs: 500,
-            segmentPolicy: {
-              segmentDurationTargetMs: 2000,
-              segmentDurationMinMs: 500,
-              segmentDurationMaxMs: 4000,
-              partDurationMs: 500,
-            },
-            replicationFactor: 2,
-            latencyMode: LatencyMode.LOW_LATENCY,
-          },
+          spec: { ...streamSpec("live-1"), renditions: [rendition360p] },
         },
       },
     });

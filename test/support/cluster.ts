@@ -768,6 +768,24 @@ export const testRendition = {
   codecs: "avc1.64001f,mp4a.40.2",
 };
 
+/** A 360p H.264 rendition, for tests that name renditions "360p"/"180p". */
+export const rendition360p = {
+  id: "360p",
+  bandwidthBps: 700_000n,
+  width: 640,
+  height: 360,
+  frameRate: 30,
+  codecs: "avc1.42c01e",
+};
+export const rendition180p = {
+  id: "180p",
+  bandwidthBps: 300_000n,
+  width: 320,
+  height: 180,
+  frameRate: 30,
+  codecs: "avc1.42c01e",
+};
+
 /** A valid low-latency StreamSpec init (a plain object, so tests can spread and patch it). */
 export function streamSpec(id: string) {
   return {
