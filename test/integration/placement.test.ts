@@ -20,7 +20,7 @@ import {
   ComponentRole,
   ComponentStatus,
 } from "../../proto/gen/understudy/common/v1/component_pb.ts";
-import { LatencyMode, StreamStatus } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
+import { StreamStatus } from "../../proto/gen/understudy/common/v1/stream_pb.ts";
 import { feed, originConfig, originSpecRenditions } from "../packager/helpers.ts";
 import { rendition180p, rendition360p, streamSpec } from "../support/cluster.ts";
 import { startSingleNode } from "../support/single-node.ts";
